@@ -1,0 +1,3 @@
+//! Conventional codecs that medinr is measured against.
+
+pub mod jpeg2000;

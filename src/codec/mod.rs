@@ -1,0 +1,13 @@
+//! The `.minr` file format: byte primitives, the section container and the
+//! entropy coder of integer symbols. The byte-exact specification is
+//! `docs/FORMAT.md`; keep the two in step.
+
+pub mod bytes;
+pub mod container;
+pub mod entropy;
+
+pub use bytes::{ByteReader, ByteWriter};
+pub use container::{Container, FormatError, Section, Tag};
+pub use entropy::{decode_symbols, encode_symbols, encoded_len};
+pub mod payload;
+pub mod quantize;

@@ -1,0 +1,319 @@
+//! The payload sections of a `.minr` file (HEAD, NIFT, TENS, and the ancillary `meta`) and
+//! the in-memory form of a whole file. Byte layouts: `docs/FORMAT.md`, "Payload sections".
+
+use std::io::{Read, Write};
+
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+
+use crate::codec::bytes::{ByteReader, ByteWriter};
+use crate::codec::container::{Container, FormatError};
+use crate::codec::entropy::{decode_symbols, encode_symbols};
+use crate::field::config::{FieldConfig, MAX_DIMS, MAX_LEVELS};
+use crate::field::tensor_specs;
+
+pub const HEAD: [u8; 4] = *b"HEAD";
+pub const NIFT: [u8; 4] = *b"NIFT";
+pub const TENS: [u8; 4] = *b"TENS";
+pub const META: [u8; 4] = *b"meta";
+
+/// Largest original NIfTI header (with extensions) a file may carry.
+const MAX_NIFTI_HEADER: usize = 1 << 24;
+
+/// What a decoder needs besides the network: the grid, the intensity mapping, the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    /// `[nx, ny, nz, nt]` of the original scan.
+    pub shape: [u32; 4],
+    /// NIfTI datatype code of the stored voxels.
+    pub datatype: i16,
+    /// Stored value that the field's 0 and 1 map to.
+    pub value_min: f64,
+    pub value_max: f64,
+    /// Seed of the fit that produced the file.
+    pub seed: u64,
+    pub field: FieldConfig,
+}
+
+/// One quantized tensor: `values = symbols · step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantTensor {
+    pub step: f32,
+    pub symbols: Vec<i32>,
+}
+
+/// A whole `.minr` file in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinrFile {
+    pub head: Head,
+    /// The original NIfTI header bytes (header and extensions, up to vox_offset).
+    pub nifti_header: Vec<u8>,
+    pub tensors: Vec<QuantTensor>,
+    /// Free-form JSON describing how the file was made (ancillary).
+    pub meta: Option<String>,
+}
+
+impl Head {
+    fn write(&self) -> Vec<u8> {
+        let mut w = ByteWriter::new();
+        for &n in &self.shape {
+            w.put_u32(n);
+        }
+        w.put_u16(self.datatype as u16);
+        w.put_f64(self.value_min);
+        w.put_f64(self.value_max);
+        w.put_u64(self.seed);
+        let f = &self.field;
+        w.put_u8(f.dims as u8);
+        w.put_u8(f.features as u8);
+        w.put_u32(f.table_size);
+        w.put_u8(f.levels() as u8);
+        for res in &f.resolutions {
+            for &r in &res[..f.dims] {
+                w.put_u32(r);
+            }
+        }
+        w.put_u16(f.hidden_width as u16);
+        w.put_u8(f.hidden_layers as u8);
+        w.into_vec()
+    }
+
+    fn read(bytes: &[u8]) -> Result<Head, FormatError> {
+        let mut r = ByteReader::new(bytes, "section HEAD");
+        let mut shape = [0u32; 4];
+        for (n, what) in shape.iter_mut().zip(["nx", "ny", "nz", "nt"]) {
+            *n = r.get_u32(what)?;
+            if *n == 0 {
+                return Err(r.invalid(what, "a scan dimension is zero"));
+            }
+        }
+        let datatype = r.get_u16("datatype")? as i16;
+        let value_min = r.get_f64("value_min")?;
+        let value_max = r.get_f64("value_max")?;
+        if !(value_min.is_finite() && value_max.is_finite() && value_min <= value_max) {
+            return Err(r.invalid(
+                "value range",
+                format!("[{value_min}, {value_max}] is not a finite range"),
+            ));
+        }
+        let seed = r.get_u64("seed")?;
+        let dims = r.get_u8("dims")? as usize;
+        let features = r.get_u8("features")? as usize;
+        let table_size = r.get_u32("table_size")?;
+        let levels = r.get_u8("levels")? as usize;
+        if !(3..=MAX_DIMS).contains(&dims) || levels == 0 || levels > MAX_LEVELS {
+            return Err(r.invalid(
+                "field config",
+                format!("{dims} axes and {levels} levels are not supported"),
+            ));
+        }
+        let mut resolutions = vec![[0u32; MAX_DIMS]; levels];
+        for res in resolutions.iter_mut() {
+            for r_a in res.iter_mut().take(dims) {
+                *r_a = r.get_u32("level resolution")?;
+            }
+        }
+        let hidden_width = r.get_u16("hidden_width")? as usize;
+        let hidden_layers = r.get_u8("hidden_layers")? as usize;
+        r.finish()?;
+        let field = FieldConfig {
+            dims,
+            features,
+            table_size,
+            resolutions,
+            hidden_width,
+            hidden_layers,
+        };
+        field.validate().map_err(|e| FormatError::Invalid {
+            what: "field config",
+            context: "section HEAD".into(),
+            detail: e.to_string(),
+        })?;
+        if dims == 3 && shape[3] > 1 {
+            return Err(FormatError::Invalid {
+                what: "field config",
+                context: "section HEAD".into(),
+                detail: format!(
+                    "a {dims}-axis field cannot describe a scan of {} frames",
+                    shape[3]
+                ),
+            });
+        }
+        Ok(Head {
+            shape,
+            datatype,
+            value_min,
+            value_max,
+            seed,
+            field,
+        })
+    }
+}
+
+impl MinrFile {
+    /// Serialises the file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        let mut c = Container::new();
+        c.push(HEAD, self.head.write())?;
+        c.push(NIFT, zlib(&self.nifti_header))?;
+        c.push(TENS, write_tensors(&self.tensors))?;
+        if let Some(meta) = &self.meta {
+            c.push(META, meta.as_bytes().to_vec())?;
+        }
+        Ok(c.to_bytes())
+    }
+
+    /// Parses and checks a file: container framing and checksums, then every payload.
+    pub fn parse(bytes: &[u8]) -> Result<MinrFile, FormatError> {
+        let c = Container::parse(bytes)?;
+        let head = Head::read(c.require(HEAD)?)?;
+        let nifti_header = unzlib(c.require(NIFT)?)?;
+        let tensors = read_tensors(c.require(TENS)?, &head.field)?;
+        let meta = c
+            .section(META)
+            .map(|m| String::from_utf8_lossy(m).into_owned());
+        Ok(MinrFile {
+            head,
+            nifti_header,
+            tensors,
+            meta,
+        })
+    }
+}
+
+/// Bytes every section but TENS takes in the finished file (for rate control).
+pub fn overhead(head: &Head, nifti_header: &[u8], meta: Option<&str>) -> usize {
+    let probe = MinrFile {
+        head: head.clone(),
+        nifti_header: nifti_header.to_vec(),
+        tensors: Vec::new(),
+        meta: meta.map(str::to_string),
+    };
+    // An empty TENS payload is one byte (count 0); the real one is sized separately.
+    probe.to_bytes().map(|b| b.len() - 1).unwrap_or(0)
+}
+
+fn write_tensors(tensors: &[QuantTensor]) -> Vec<u8> {
+    let mut w = ByteWriter::new();
+    w.put_varint(tensors.len() as u64);
+    for t in tensors {
+        w.put_f32(t.step);
+        w.put_len_bytes(&encode_symbols(&t.symbols));
+    }
+    w.into_vec()
+}
+
+fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, FormatError> {
+    let specs = tensor_specs(field);
+    let mut r = ByteReader::new(bytes, "section TENS");
+    let count = r.get_varint("tensor count")?;
+    if count != specs.len() as u64 {
+        return Err(r.invalid(
+            "tensor count",
+            format!(
+                "{count} tensors stored, the field configuration has {}",
+                specs.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let step = r.get_f32("step")?;
+        if !(step.is_finite() && step > 0.0) {
+            return Err(r.invalid("step", format!("{} has step {step}", spec.name())));
+        }
+        let blob = r.get_len_bytes("tensor stream")?;
+        let symbols = decode_symbols(blob, spec.len)?;
+        out.push(QuantTensor { step, symbols });
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    let mut e = ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = e.write_all(bytes);
+    e.finish().unwrap_or_default()
+}
+
+fn unzlib(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let mut out = Vec::new();
+    ZlibDecoder::new(bytes)
+        .take(MAX_NIFTI_HEADER as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FormatError::Invalid {
+            what: "NIfTI header",
+            context: "section NIFT".into(),
+            detail: format!("zlib stream is damaged: {e}"),
+        })?;
+    if out.len() > MAX_NIFTI_HEADER {
+        return Err(FormatError::Invalid {
+            what: "NIfTI header",
+            context: "section NIFT".into(),
+            detail: "larger than 16 MiB".into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::Preset;
+
+    fn sample() -> MinrFile {
+        let field = FieldConfig::for_shape([20, 30, 10, 1], 2000, &Preset::default());
+        let tensors = tensor_specs(&field)
+            .iter()
+            .map(|s| QuantTensor {
+                step: 0.01,
+                symbols: (0..s.len).map(|i| ((i * 13) % 7) as i32 - 3).collect(),
+            })
+            .collect();
+        MinrFile {
+            head: Head {
+                shape: [20, 30, 10, 1],
+                datatype: 4,
+                value_min: -1024.0,
+                value_max: 3071.0,
+                seed: 42,
+                field,
+            },
+            nifti_header: vec![7u8; 348],
+            tensors,
+            meta: Some("{\"x\":1}".into()),
+        }
+    }
+
+    #[test]
+    fn file_round_trips() {
+        let f = sample();
+        let bytes = f.to_bytes().unwrap();
+        assert_eq!(MinrFile::parse(&bytes).unwrap(), f);
+    }
+
+    #[test]
+    fn overhead_plus_tensors_is_the_file_size() {
+        let f = sample();
+        let bytes = f.to_bytes().unwrap();
+        let tens = write_tensors(&f.tensors).len();
+        assert_eq!(
+            overhead(&f.head, &f.nifti_header, f.meta.as_deref()) + tens,
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn corruption_is_an_error_not_a_panic() {
+        let bytes = sample().to_bytes().unwrap();
+        for cut in 0..bytes.len() {
+            assert!(MinrFile::parse(&bytes[..cut]).is_err());
+        }
+        for i in (0..bytes.len()).step_by(3) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(MinrFile::parse(&b).is_err(), "flip at {i} went unnoticed");
+        }
+    }
+}

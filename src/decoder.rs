@@ -1,0 +1,234 @@
+//! Decompression: `.minr` file in, voxels out — the whole scan on its own grid or any other,
+//! one frame, or one slice — with the original NIfTI header restored.
+
+use std::path::Path;
+
+use crate::codec::container::FormatError;
+use crate::codec::payload::MinrFile;
+use crate::codec::quantize::dequantize;
+use crate::decode::{Evaluator, Region};
+use crate::field::FieldError;
+use crate::volume::{DataType, Header, Volume, VolumeError};
+
+/// Largest output a decode may produce (voxels), so a typo in `--shape` is an error, not an
+/// attempt to allocate terabytes.
+pub const MAX_OUTPUT_VOXELS: usize = 1 << 32;
+
+/// Why a file could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("the stored NIfTI header is damaged: {0}")]
+    Header(#[from] VolumeError),
+    #[error("the stored NIfTI header describes {header:?} {header_type} but the field was fitted to {field:?} code {field_type}: the file is inconsistent")]
+    Inconsistent {
+        header: [usize; 4],
+        field: [usize; 4],
+        header_type: String,
+        field_type: i16,
+    },
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error("invalid request: {0}")]
+    Request(String),
+}
+
+/// An opened, verified `.minr` file.
+pub struct Decoder {
+    file: MinrFile,
+    header: Header,
+    evaluator: Evaluator,
+    bytes: usize,
+}
+
+impl Decoder {
+    pub fn open(path: &Path) -> Result<Decoder, DecodeError> {
+        let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Decoder::from_bytes(&bytes)
+    }
+
+    /// Parses and verifies everything (checksums, payloads, header/field consistency) before
+    /// any voxel is produced.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Decoder, DecodeError> {
+        let file = MinrFile::parse(bytes)?;
+        let header = Header::from_bytes(&file.nifti_header)?;
+        let field_shape = file.head.shape.map(|n| n as usize);
+        if header.shape() != field_shape || header.datatype().nifti_code() != file.head.datatype {
+            return Err(DecodeError::Inconsistent {
+                header: header.shape(),
+                field: field_shape,
+                header_type: header.datatype().name().to_string(),
+                field_type: file.head.datatype,
+            });
+        }
+        let tensors: Vec<Vec<f32>> = file
+            .tensors
+            .iter()
+            .map(|t| dequantize(&t.symbols, t.step))
+            .collect();
+        let evaluator = Evaluator::new(&file.head.field, &tensors)?;
+        Ok(Decoder {
+            file,
+            header,
+            evaluator,
+            bytes: bytes.len(),
+        })
+    }
+
+    pub fn file(&self) -> &MinrFile {
+        &self.file
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Shape of the original scan.
+    pub fn shape(&self) -> [usize; 4] {
+        self.header.shape()
+    }
+
+    /// The whole scan on its own grid (`shape = None`) or on another grid covering the same
+    /// field of view, with the header adjusted to that grid.
+    pub fn decode(&self, shape: Option<[usize; 4]>) -> Result<Volume, DecodeError> {
+        let shape = shape.unwrap_or(self.shape());
+        let header = if shape == self.shape() {
+            self.header.clone()
+        } else {
+            self.header.with_shape(shape)?
+        };
+        let (data, _) = self.region(shape, Region::Full)?;
+        Ok(Volume { data, header })
+    }
+
+    /// Stored voxel values of a region of a grid of `shape`; returns them with the region's
+    /// shape. A slice evaluates only that slice.
+    pub fn region(
+        &self,
+        shape: [usize; 4],
+        region: Region,
+    ) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
+        check_request(shape, region)?;
+        let (values, out_shape) = self.evaluator.grid(shape, region)?;
+        let datatype = Some(self.header.datatype());
+        let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
+        Ok((
+            values
+                .into_iter()
+                .map(|y| to_stored(y, lo, hi, datatype))
+                .collect(),
+            out_shape,
+        ))
+    }
+}
+
+fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
+    if shape.contains(&0) {
+        return Err(DecodeError::Request(format!(
+            "shape {shape:?} has a zero dimension"
+        )));
+    }
+    let total = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    if !matches!(total, Some(t) if t <= MAX_OUTPUT_VOXELS) {
+        return Err(DecodeError::Request(format!(
+            "shape {shape:?} is larger than {MAX_OUTPUT_VOXELS} voxels"
+        )));
+    }
+    match region {
+        Region::Full => Ok(()),
+        Region::Frame(t) if t < shape[3] => Ok(()),
+        Region::Frame(t) => Err(DecodeError::Request(format!(
+            "frame {t} does not exist (the scan has {} frames)",
+            shape[3]
+        ))),
+        Region::Slice { axis, index, frame } => {
+            if axis > 2 {
+                Err(DecodeError::Request(format!(
+                    "axis {axis} is not x, y or z"
+                )))
+            } else if index >= shape[axis] {
+                Err(DecodeError::Request(format!(
+                    "slice {index} does not exist on axis {} (0..{})",
+                    ["x", "y", "z"][axis],
+                    shape[axis]
+                )))
+            } else if frame >= shape[3] {
+                Err(DecodeError::Request(format!(
+                    "frame {frame} does not exist (the scan has {} frames)",
+                    shape[3]
+                )))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Maps a field output to a stored voxel value: de-normalise, then for integer types round to
+/// nearest (ties away from zero) and clamp to the type's range.
+pub fn to_stored(y: f32, value_min: f64, value_max: f64, datatype: Option<DataType>) -> f32 {
+    let v = value_min + y as f64 * (value_max - value_min);
+    match datatype {
+        Some(dt) if dt.is_integer() => {
+            let (lo, hi) = dt.range();
+            v.round().clamp(lo, hi) as f32
+        }
+        _ => v as f32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_are_rounded_and_clamped() {
+        assert_eq!(to_stored(0.5, 0.0, 255.0, Some(DataType::U8)), 128.0);
+        assert_eq!(to_stored(1.3, 0.0, 255.0, Some(DataType::U8)), 255.0);
+        assert_eq!(to_stored(-0.1, 0.0, 255.0, Some(DataType::U8)), 0.0);
+        assert_eq!(
+            to_stored(0.0, -1024.0, 3071.0, Some(DataType::I16)),
+            -1024.0
+        );
+        assert_eq!(to_stored(0.25, 0.0, 1.0, Some(DataType::F32)), 0.25);
+    }
+
+    #[test]
+    fn requests_outside_the_grid_are_refused() {
+        assert!(check_request(
+            [10, 10, 10, 1],
+            Region::Slice {
+                axis: 2,
+                index: 10,
+                frame: 0
+            }
+        )
+        .is_err());
+        assert!(check_request([10, 10, 10, 1], Region::Frame(1)).is_err());
+        assert!(check_request([0, 10, 10, 1], Region::Full).is_err());
+        assert!(check_request([1 << 20, 1 << 20, 1 << 20, 1], Region::Full).is_err());
+        assert!(check_request(
+            [10, 10, 10, 2],
+            Region::Slice {
+                axis: 0,
+                index: 9,
+                frame: 1
+            }
+        )
+        .is_ok());
+    }
+}

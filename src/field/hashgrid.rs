@@ -1,0 +1,332 @@
+//! The multiresolution hash-grid encoding on the CPU: forward (gather + multilinear
+//! interpolation) and backward (gradient scatter into the tables), hand-written over f32
+//! slices and parallel with rayon.
+//!
+//! Coordinates are in [0, 1] per axis. At level `l` with `R` cells on an axis, a coordinate `u`
+//! lands at `p = u·R`, in cell `c = clamp(floor(p), 0, R−1)` with fraction `w = p − c`. The
+//! 2^d vertices of that cell are looked up densely (`Σ c_a·stride_a`) when the level's grid fits
+//! its table, else through the spatial hash `(c_0·1 ⊕ c_1·2654435761 ⊕ c_2·805459861 ⊕
+//! c_3·3674653429) mod T` of Teschner et al. / instant-ngp. `docs/FORMAT.md` states this
+//! bit-exactly; the forward pass sums corners in a fixed order, so it is deterministic.
+
+use rayon::prelude::*;
+
+use super::config::{FieldConfig, MAX_DIMS};
+
+const PRIMES: [u32; MAX_DIMS] = [1, 2_654_435_761, 805_459_861, 3_674_653_429];
+
+/// Samples handled by one rayon task in the forward pass.
+const CHUNK: usize = 1024;
+
+/// Where each level lives in the flat table and how it is indexed.
+#[derive(Debug, Clone)]
+pub struct GridLayout {
+    pub dims: usize,
+    pub features: usize,
+    pub levels: Vec<LevelLayout>,
+    /// Total entries of all levels (the flat table holds `entries · features` floats).
+    pub entries: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LevelLayout {
+    /// Cells per axis (as f32 for the position, as u32 for clamping).
+    pub res: [u32; MAX_DIMS],
+    pub resf: [f32; MAX_DIMS],
+    /// Dense strides (vertices per axis step); unused when hashed.
+    pub strides: [u32; MAX_DIMS],
+    pub hashed: bool,
+    pub size: u32,
+    /// First entry of this level in the flat table.
+    pub offset: usize,
+}
+
+impl GridLayout {
+    pub fn new(config: &FieldConfig) -> GridLayout {
+        let mut offset = 0usize;
+        let mut levels = Vec::with_capacity(config.levels());
+        for (l, res) in config.resolutions.iter().enumerate() {
+            let size = config.level_entries(l);
+            let hashed = config.level_vertices(l) > config.table_size as u64;
+            let mut strides = [0u32; MAX_DIMS];
+            let mut stride = 1u32;
+            let mut resf = [0f32; MAX_DIMS];
+            for a in 0..config.dims {
+                strides[a] = stride;
+                stride = stride.wrapping_mul(res[a] + 1);
+                resf[a] = res[a] as f32;
+            }
+            levels.push(LevelLayout {
+                res: *res,
+                resf,
+                strides,
+                hashed,
+                size,
+                offset,
+            });
+            offset += size as usize;
+        }
+        GridLayout {
+            dims: config.dims,
+            features: config.features,
+            levels,
+            entries: offset,
+        }
+    }
+
+    /// Floats in the flat table.
+    pub fn table_len(&self) -> usize {
+        self.entries * self.features
+    }
+
+    /// Width of the encoded output per sample.
+    pub fn width(&self) -> usize {
+        self.levels.len() * self.features
+    }
+
+    /// Encodes `coords` (`n × dims`, row-major) into `out` (`n × width`).
+    pub fn forward(&self, table: &[f32], coords: &[f32], out: &mut [f32]) {
+        match (self.dims, self.features) {
+            (3, 1) => self.forward_impl::<3, 1>(table, coords, out),
+            (3, 2) => self.forward_impl::<3, 2>(table, coords, out),
+            (3, 4) => self.forward_impl::<3, 4>(table, coords, out),
+            (3, 8) => self.forward_impl::<3, 8>(table, coords, out),
+            (4, 1) => self.forward_impl::<4, 1>(table, coords, out),
+            (4, 2) => self.forward_impl::<4, 2>(table, coords, out),
+            (4, 4) => self.forward_impl::<4, 4>(table, coords, out),
+            (4, 8) => self.forward_impl::<4, 8>(table, coords, out),
+            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
+        }
+    }
+
+    /// Accumulates the table gradient for `grad_out` (`n × width`) into `grad_table`.
+    pub fn backward(&self, coords: &[f32], grad_out: &[f32], grad_table: &mut [f32]) {
+        match (self.dims, self.features) {
+            (3, 1) => self.backward_impl::<3, 1>(coords, grad_out, grad_table),
+            (3, 2) => self.backward_impl::<3, 2>(coords, grad_out, grad_table),
+            (3, 4) => self.backward_impl::<3, 4>(coords, grad_out, grad_table),
+            (3, 8) => self.backward_impl::<3, 8>(coords, grad_out, grad_table),
+            (4, 1) => self.backward_impl::<4, 1>(coords, grad_out, grad_table),
+            (4, 2) => self.backward_impl::<4, 2>(coords, grad_out, grad_table),
+            (4, 4) => self.backward_impl::<4, 4>(coords, grad_out, grad_table),
+            (4, 8) => self.backward_impl::<4, 8>(coords, grad_out, grad_table),
+            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
+        }
+    }
+
+    fn forward_impl<const D: usize, const F: usize>(
+        &self,
+        table: &[f32],
+        coords: &[f32],
+        out: &mut [f32],
+    ) {
+        let width = self.width();
+        out.par_chunks_mut(CHUNK * width)
+            .zip(coords.par_chunks(CHUNK * D))
+            .for_each(|(out, coords)| {
+                for (o, u) in out.chunks_exact_mut(width).zip(coords.chunks_exact(D)) {
+                    for (lv, o) in self.levels.iter().zip(o.chunks_exact_mut(F)) {
+                        let cell = Cell::<D>::locate(lv, u);
+                        let mut acc = [0f32; F];
+                        for corner in 0..(1usize << D) {
+                            let (index, weight) = cell.corner(lv, corner);
+                            let base = (lv.offset + index) * F;
+                            let row = &table[base..base + F];
+                            for f in 0..F {
+                                acc[f] += weight * row[f];
+                            }
+                        }
+                        o.copy_from_slice(&acc);
+                    }
+                }
+            });
+    }
+
+    fn backward_impl<const D: usize, const F: usize>(
+        &self,
+        coords: &[f32],
+        grad_out: &[f32],
+        grad_table: &mut [f32],
+    ) {
+        let width = self.width();
+        // Each level owns a disjoint part of the table: scatter level by level in parallel,
+        // samples in order within a level, so the sum is the same on every run.
+        let mut parts = Vec::with_capacity(self.levels.len());
+        let mut rest = grad_table;
+        for lv in &self.levels {
+            let (head, tail) = rest.split_at_mut(lv.size as usize * F);
+            parts.push(head);
+            rest = tail;
+        }
+        parts
+            .into_par_iter()
+            .zip(self.levels.par_iter().enumerate())
+            .for_each(|(grad, (l, lv))| {
+                for (u, g) in coords.chunks_exact(D).zip(grad_out.chunks_exact(width)) {
+                    let g = &g[l * F..l * F + F];
+                    let cell = Cell::<D>::locate(lv, u);
+                    for corner in 0..(1usize << D) {
+                        let (index, weight) = cell.corner(lv, corner);
+                        let row = &mut grad[index * F..index * F + F];
+                        for f in 0..F {
+                            row[f] += weight * g[f];
+                        }
+                    }
+                }
+            });
+    }
+}
+
+/// The cell a coordinate falls in at one level, with its interpolation fractions.
+struct Cell<const D: usize> {
+    c: [u32; D],
+    w: [f32; D],
+}
+
+impl<const D: usize> Cell<D> {
+    #[inline(always)]
+    fn locate(lv: &LevelLayout, u: &[f32]) -> Self {
+        let mut c = [0u32; D];
+        let mut w = [0f32; D];
+        for a in 0..D {
+            let p = u[a] * lv.resf[a];
+            // Coordinates are in [0, 1], so truncation is floor; `as` saturates NaN/negatives to 0.
+            let ci = (p as u32).min(lv.res[a] - 1);
+            c[a] = ci;
+            w[a] = p - ci as f32;
+        }
+        Cell { c, w }
+    }
+
+    /// Table index (within the level) and interpolation weight of one of the 2^D corners;
+    /// bit `a` of `corner` selects the upper vertex on axis `a`.
+    #[inline(always)]
+    fn corner(&self, lv: &LevelLayout, corner: usize) -> (usize, f32) {
+        let mut weight = 1f32;
+        let mut index = 0u32;
+        for (a, prime) in PRIMES.iter().enumerate().take(D) {
+            let up = (corner >> a) & 1;
+            let v = self.c[a] + up as u32;
+            weight *= if up == 1 { self.w[a] } else { 1.0 - self.w[a] };
+            if lv.hashed {
+                index ^= v.wrapping_mul(*prime);
+            } else {
+                index = index.wrapping_add(v.wrapping_mul(lv.strides[a]));
+            }
+        }
+        let index = if lv.hashed { index % lv.size } else { index };
+        (index as usize, weight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::config::Preset;
+
+    fn small_config(dims: usize) -> FieldConfig {
+        let shape = if dims == 3 {
+            [9, 7, 5, 1]
+        } else {
+            [9, 7, 5, 4]
+        };
+        let preset = Preset {
+            levels: 4,
+            features: 2,
+            base_resolution: 2,
+            hidden_width: 8,
+            hidden_layers: 1,
+        };
+        FieldConfig::for_shape(shape, 300, &preset)
+    }
+
+    fn lcg(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32) / ((1u64 << 24) as f32)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vertex_coordinates_return_the_stored_feature() {
+        // On a dense level a coordinate exactly on a vertex reads that vertex alone.
+        let config = small_config(3);
+        let layout = GridLayout::new(&config);
+        assert!(!layout.levels[0].hashed);
+        let table: Vec<f32> = (0..layout.table_len()).map(|i| i as f32).collect();
+        let lv = layout.levels[0];
+        let coords = [1.0 / lv.resf[0], 0.0, 1.0];
+        let mut out = vec![0f32; layout.width()];
+        layout.forward(&table, &coords, &mut out);
+        let index = 1 + lv.res[2] as usize * lv.strides[2] as usize;
+        assert_eq!(out[0], (index * 2) as f32);
+        assert_eq!(out[1], (index * 2 + 1) as f32);
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        for dims in [3, 4] {
+            let config = small_config(dims);
+            let layout = GridLayout::new(&config);
+            assert!(
+                layout.levels.iter().any(|l| l.hashed),
+                "test needs a hashed level"
+            );
+            let n = 37;
+            let coords = lcg(n * dims, 7);
+            let table = lcg(layout.table_len(), 9);
+            let upstream = lcg(n * layout.width(), 11);
+            let loss = |t: &[f32]| -> f64 {
+                let mut out = vec![0f32; n * layout.width()];
+                layout.forward(t, &coords, &mut out);
+                out.iter().zip(&upstream).map(|(a, b)| (a * b) as f64).sum()
+            };
+            let mut grad = vec![0f32; layout.table_len()];
+            layout.backward(&coords, &upstream, &mut grad);
+            let mut t = table.clone();
+            for i in (0..t.len()).step_by(7) {
+                let h = 1e-2;
+                t[i] = table[i] + h;
+                let up = loss(&t);
+                t[i] = table[i] - h;
+                let down = loss(&t);
+                t[i] = table[i];
+                let numeric = (up - down) / (2.0 * h as f64);
+                assert!(
+                    (numeric - grad[i] as f64).abs() < 1e-3,
+                    "dims {dims} entry {i}: {numeric} vs {}",
+                    grad[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn interpolation_is_exact_for_linear_tables() {
+        // A dense level whose features are linear in the vertex position interpolates linearly.
+        let mut config = small_config(3);
+        config.table_size = 1 << 12;
+        let layout = GridLayout::new(&config);
+        let lv = layout.levels[1];
+        assert!(!lv.hashed);
+        let mut table = vec![0f32; layout.table_len()];
+        for z in 0..=lv.res[2] {
+            for y in 0..=lv.res[1] {
+                for x in 0..=lv.res[0] {
+                    let i = (x * lv.strides[0] + y * lv.strides[1] + z * lv.strides[2]) as usize;
+                    table[(lv.offset + i) * 2] =
+                        x as f32 / lv.resf[0] + 2.0 * z as f32 / lv.resf[2];
+                }
+            }
+        }
+        let coords = [0.3f32, 0.6, 0.45];
+        let mut out = vec![0f32; layout.width()];
+        layout.forward(&table, &coords, &mut out);
+        assert!((out[2] - (0.3 + 2.0 * 0.45)).abs() < 1e-5, "{}", out[2]);
+    }
+}

@@ -1,0 +1,112 @@
+//! The hash-grid encoding as a candle custom op, so it takes part in autograd: forward gathers
+//! features, backward scatters the upstream gradient into the tables. The CPU kernels live in
+//! `hashgrid.rs`; a CUDA build adds device kernels behind the same op.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+
+use super::hashgrid::GridLayout;
+
+/// `encode(coords [n, dims], table [entries, features]) -> [n, levels·features]`.
+pub struct HashGridEncode {
+    pub layout: Arc<GridLayout>,
+}
+
+/// `scatter(coords [n, dims], grad_out [n, levels·features]) -> grad_table [entries, features]`.
+struct HashGridScatter {
+    layout: Arc<GridLayout>,
+}
+
+/// The contiguous f32 data a layout describes, or a clear error.
+fn contiguous<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("hash-grid {what} must be contiguous"),
+    }
+}
+
+fn check_rows(len: usize, width: usize, what: &str) -> candle_core::Result<usize> {
+    if width == 0 || !len.is_multiple_of(width) {
+        candle_core::bail!("hash-grid {what}: {len} values are not rows of {width}");
+    }
+    Ok(len / width)
+}
+
+impl CustomOp2 for HashGridEncode {
+    fn name(&self) -> &'static str {
+        "hash-grid-encode"
+    }
+
+    fn cpu_fwd(
+        &self,
+        coords: &CpuStorage,
+        coords_layout: &Layout,
+        table: &CpuStorage,
+        table_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let coords = contiguous(coords, coords_layout, "coordinates")?;
+        let table = contiguous(table, table_layout, "table")?;
+        if table.len() != self.layout.table_len() {
+            candle_core::bail!(
+                "hash-grid table has {} values, layout needs {}",
+                table.len(),
+                self.layout.table_len()
+            );
+        }
+        let n = check_rows(coords.len(), self.layout.dims, "coordinates")?;
+        let width = self.layout.width();
+        let mut out = vec![0f32; n * width];
+        self.layout.forward(table, coords, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((n, width))))
+    }
+
+    fn bwd(
+        &self,
+        coords: &Tensor,
+        _table: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let scatter = HashGridScatter {
+            layout: self.layout.clone(),
+        };
+        let grad_table = coords.apply_op2_no_bwd(&grad_res.contiguous()?, &scatter)?;
+        Ok((None, Some(grad_table)))
+    }
+}
+
+impl CustomOp2 for HashGridScatter {
+    fn name(&self) -> &'static str {
+        "hash-grid-scatter"
+    }
+
+    fn cpu_fwd(
+        &self,
+        coords: &CpuStorage,
+        coords_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let coords = contiguous(coords, coords_layout, "coordinates")?;
+        let grad = contiguous(grad, grad_layout, "gradient")?;
+        let n = check_rows(coords.len(), self.layout.dims, "coordinates")?;
+        if grad.len() != n * self.layout.width() {
+            candle_core::bail!(
+                "hash-grid gradient has {} values for {n} samples",
+                grad.len()
+            );
+        }
+        let mut grad_table = vec![0f32; self.layout.table_len()];
+        self.layout.backward(coords, grad, &mut grad_table);
+        Ok((
+            CpuStorage::F32(grad_table),
+            Shape::from((self.layout.entries, self.layout.features)),
+        ))
+    }
+}

@@ -1,0 +1,133 @@
+//! The fit: mean-squared error on random voxel batches, AdamW (candle-nn) with a higher
+//! learning rate for the grid than for the MLP, an exponential learning-rate decay, and an
+//! optional quantization-aware phase.
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+use super::sampler::Sampler;
+use crate::field::{Field, FieldError, QuantSteps};
+
+/// How long and how hard to train.
+#[derive(Debug, Clone)]
+pub struct FitSettings {
+    pub steps: usize,
+    pub batch: usize,
+    pub grid_lr: f64,
+    pub mlp_lr: f64,
+    /// Learning rate at the last step as a fraction of the first (exponential decay).
+    pub final_lr_fraction: f64,
+}
+
+impl Default for FitSettings {
+    fn default() -> Self {
+        FitSettings {
+            steps: 2000,
+            batch: 1 << 16,
+            grid_lr: 1e-2,
+            mlp_lr: 5e-3,
+            final_lr_fraction: 0.05,
+        }
+    }
+}
+
+/// Told about progress every few steps; the CLI draws a bar, tests ignore it.
+pub trait Progress {
+    fn update(&mut self, step: usize, steps: usize, loss: f64);
+}
+
+/// Ignores progress.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn update(&mut self, _: usize, _: usize, _: f64) {}
+}
+
+/// Optimisers and state of one fit.
+pub struct Trainer {
+    grid_opt: AdamW,
+    mlp_opt: AdamW,
+    device: Device,
+}
+
+impl Trainer {
+    pub fn new(
+        field: &Field,
+        settings: &FitSettings,
+        device: &Device,
+    ) -> Result<Trainer, FieldError> {
+        let grid_opt = AdamW::new(
+            field.grid_vars(),
+            ParamsAdamW {
+                lr: settings.grid_lr,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-15,
+                weight_decay: 0.0,
+            },
+        )?;
+        let mlp_opt = AdamW::new(
+            field.mlp_vars(),
+            ParamsAdamW {
+                lr: settings.mlp_lr,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-15,
+                weight_decay: 1e-6,
+            },
+        )?;
+        Ok(Trainer {
+            grid_opt,
+            mlp_opt,
+            device: device.clone(),
+        })
+    }
+
+    /// Runs `settings.steps` optimiser steps, optionally with fake quantization in the loop;
+    /// returns the mean loss of the last tenth of the steps.
+    pub fn run(
+        &mut self,
+        field: &Field,
+        sampler: &mut Sampler,
+        settings: &FitSettings,
+        quant: Option<&QuantSteps>,
+        progress: &mut dyn Progress,
+    ) -> Result<f64, FieldError> {
+        let dims = field.config().dims;
+        let mut coords = Vec::with_capacity(settings.batch * dims);
+        let mut values = Vec::with_capacity(settings.batch);
+        let decay = settings.final_lr_fraction.ln() / settings.steps.max(1) as f64;
+        let (grid_lr, mlp_lr) = (settings.grid_lr, settings.mlp_lr);
+        let tail_start = settings.steps - settings.steps / 10;
+        let (mut tail_sum, mut tail_n) = (0.0, 0usize);
+        for step in 0..settings.steps {
+            let factor = (decay * step as f64).exp();
+            self.grid_opt.set_learning_rate(grid_lr * factor);
+            self.mlp_opt.set_learning_rate(mlp_lr * factor);
+            sampler.fill(&mut coords, &mut values, settings.batch);
+            let x = Tensor::from_slice(&coords, (settings.batch, dims), &self.device)?;
+            let y = Tensor::from_slice(&values, settings.batch, &self.device)?;
+            let pred = match quant {
+                Some(q) => field.forward_quantized(&x, q)?,
+                None => field.forward(&x)?,
+            };
+            let loss = (pred - y)?.sqr()?.mean_all()?;
+            let grads = loss.backward()?;
+            self.grid_opt.step(&grads)?;
+            self.mlp_opt.step(&grads)?;
+            if step % 20 == 0 || step + 1 == settings.steps || step >= tail_start {
+                let l = loss.to_scalar::<f32>()? as f64;
+                if step >= tail_start {
+                    tail_sum += l;
+                    tail_n += 1;
+                }
+                progress.update(step + 1, settings.steps, l);
+            }
+        }
+        Ok(if tail_n > 0 {
+            tail_sum / tail_n as f64
+        } else {
+            f64::NAN
+        })
+    }
+}

@@ -1,0 +1,501 @@
+//! The `medinr` command line: argument parsing, progress, messages and exit codes. All the
+//! work happens in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use medinr::atomic_file::write_atomic;
+use medinr::decode::Region;
+use medinr::decoder::{DecodeError, Decoder};
+use medinr::encoder::{encode, EncodeError, EncodeOptions, RateTarget};
+use medinr::fit::Progress;
+use medinr::volume::{read_nifti, write_nifti, Volume, VolumeError};
+use medinr::{metrics, render};
+
+/// candle allocates a fresh buffer for every intermediate tensor; the system allocator hands
+/// those large buffers back to the kernel each time, and the page faults cost more than the
+/// arithmetic. mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit codes, so scripts can tell failures apart.
+mod exit {
+    pub const FAILURE: u8 = 1;
+    /// Bad command-line usage (clap uses 2 too).
+    pub const USAGE: u8 = 2;
+    /// An input file is unreadable, corrupted or unsupported.
+    pub const BAD_INPUT: u8 = 3;
+    /// The asked rate or quality cannot be met.
+    pub const TARGET: u8 = 4;
+    /// The output exists (no --force) or would overwrite the input.
+    pub const OUTPUT: u8 = 5;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "medinr",
+    version,
+    about = "Compress medical volumes (CT, MRI, 4D) into implicit neural representations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit a neural field to a NIfTI scan and write it as a .minr file.
+    Compress(CompressArgs),
+    /// Decode a .minr file to NIfTI (original grid and header, or another --shape).
+    Decompress(DecompressArgs),
+    /// Decode one slice to PNG (windowed) or NIfTI, without decoding the rest.
+    Slice(SliceArgs),
+    /// Describe a .minr file: geometry, field, sections, rate.
+    Info(InfoArgs),
+    /// Compare two NIfTI scans: PSNR (on the first scan's range), SSIM, max abs error, MAE.
+    Compare(CompareArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+#[derive(Args)]
+struct CompressArgs {
+    /// Input scan (.nii or .nii.gz).
+    input: PathBuf,
+    /// Output .minr file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Target rate in bits per voxel (default 0.1 when no target is given).
+    #[arg(long, conflicts_with_all = ["ratio", "psnr"])]
+    bpv: Option<f64>,
+    /// Target compression ratio against the stored data size.
+    #[arg(long, conflicts_with = "psnr")]
+    ratio: Option<f64>,
+    /// Target PSNR in dB (on the scan's own value range).
+    #[arg(long)]
+    psnr: Option<f64>,
+    /// Seed of the fit (weights initialisation and sampling).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Multiplies the number of optimisation steps (more = slower, better).
+    #[arg(long, default_value_t = 1.0)]
+    effort: f64,
+    /// Replace NaN/infinite voxels with this value (otherwise such scans are refused).
+    #[arg(long)]
+    nan_fill: Option<f32>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct DecompressArgs {
+    input: PathBuf,
+    /// Output NIfTI (.nii or .nii.gz).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Output grid, e.g. 362,434,362 (or 4 values for a series); default: the original grid.
+    #[arg(long, value_parser = parse_shape)]
+    shape: Option<Vec<usize>>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Axis {
+    X,
+    Y,
+    Z,
+}
+
+#[derive(Args)]
+struct SliceArgs {
+    input: PathBuf,
+    #[arg(long, value_enum, default_value = "z")]
+    axis: Axis,
+    /// Slice index along the axis (default: the middle slice).
+    #[arg(long)]
+    index: Option<usize>,
+    /// Frame of a 4D series.
+    #[arg(long, default_value_t = 0)]
+    frame: usize,
+    /// Output: .png (8-bit, windowed) or .nii / .nii.gz (stored values, with geometry).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Display window for PNG as CENTER,WIDTH in stored values (default: the scan's full range).
+    #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
+    window: Option<(f64, f64)>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    input: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    reference: PathBuf,
+    test: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    let v: Result<Vec<usize>, _> = s.split(',').map(|p| p.trim().parse::<usize>()).collect();
+    match v {
+        Ok(v) if (3..=4).contains(&v.len()) && v.iter().all(|&n| n > 0) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a shape like 362,434,362 (3 or 4 positive integers)"
+        )),
+    }
+}
+
+fn parse_window(s: &str) -> Result<(f64, f64), String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [c, w] => match (c.trim().parse::<f64>(), w.trim().parse::<f64>()) {
+            (Ok(c), Ok(w)) if w > 0.0 => Ok((c, w)),
+            _ => Err(format!("'{s}' is not CENTER,WIDTH with a positive width")),
+        },
+        _ => Err(format!("'{s}' is not CENTER,WIDTH")),
+    }
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        Failure {
+            code: classify(&error),
+            error,
+        }
+    }
+}
+
+/// Picks the exit code from the library error at the root of a failure.
+fn classify(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<EncodeError>() {
+            return match e {
+                EncodeError::NonFinite { .. } => exit::BAD_INPUT,
+                EncodeError::TargetTooSmall { .. } | EncodeError::PsnrUnreachable { .. } => {
+                    exit::TARGET
+                }
+                EncodeError::BadTarget(_) => exit::USAGE,
+                _ => exit::FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<DecodeError>() {
+            return match e {
+                DecodeError::Request(_) => exit::USAGE,
+                DecodeError::Io { .. } => exit::BAD_INPUT,
+                DecodeError::Format(_)
+                | DecodeError::Header(_)
+                | DecodeError::Inconsistent { .. } => exit::BAD_INPUT,
+                _ => exit::FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<VolumeError>() {
+            return match e {
+                VolumeError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    exit::OUTPUT
+                }
+                _ => exit::BAD_INPUT,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                return exit::OUTPUT;
+            }
+        }
+        if cause.downcast_ref::<OutputRefused>().is_some() {
+            return exit::OUTPUT;
+        }
+    }
+    exit::FAILURE
+}
+
+/// The output path would overwrite an input, or exists without --force.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OutputRefused(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compress(a) => compress(a),
+        Command::Decompress(a) => decompress(a),
+        Command::Slice(a) => slice(a),
+        Command::Info(a) => info(a),
+        Command::Compare(a) => compare(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("medinr: error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Refuses to write over an input or over an existing file without --force.
+fn check_output(output: &Path, inputs: &[&Path], force: bool) -> Result<(), Failure> {
+    for input in inputs {
+        if same_file(output, input) {
+            return Err(OutputRefused(format!(
+                "output {} is the input file; medinr never overwrites its input",
+                output.display()
+            ))
+            .into());
+        }
+    }
+    if output.exists() && !force {
+        return Err(OutputRefused(format!(
+            "output {} exists; pass --force to overwrite it",
+            output.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn device(arg: DeviceArg) -> Result<candle_core::Device, Failure> {
+    match arg {
+        DeviceArg::Cpu | DeviceArg::Auto => Ok(candle_core::Device::Cpu),
+        DeviceArg::Cuda => Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!(
+                "this medinr was built without CUDA support (build with --features cuda)"
+            ),
+        }),
+    }
+}
+
+/// Draws the fit's progress: loss, PSNR of the training batch, ETA.
+struct Bar {
+    bar: Option<ProgressBar>,
+    phase: usize,
+}
+
+impl Progress for Bar {
+    fn update(&mut self, step: usize, steps: usize, loss: f64) {
+        let Some(bar) = &self.bar else { return };
+        if step <= 1 {
+            self.phase += 1;
+            bar.set_length(steps as u64);
+            bar.reset();
+            bar.set_prefix(if self.phase == 1 { "fit" } else { "refine" });
+        }
+        bar.set_position(step as u64);
+        let psnr = -10.0 * loss.max(1e-20).log10();
+        bar.set_message(format!("loss {loss:.2e}  PSNR {psnr:.1} dB"));
+    }
+}
+
+fn compress(a: CompressArgs) -> Result<(), Failure> {
+    check_output(&a.output, &[&a.input], a.force)?;
+    let target = match (a.bpv, a.ratio, a.psnr) {
+        (Some(b), _, _) => RateTarget::BitsPerVoxel(b),
+        (_, Some(r), _) => RateTarget::Ratio(r),
+        (_, _, Some(p)) => RateTarget::Psnr(p),
+        _ => RateTarget::BitsPerVoxel(0.1),
+    };
+    let volume = read_nifti(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    let options = EncodeOptions {
+        target,
+        seed: a.seed,
+        effort: a.effort,
+        nan_fill: a.nan_fill,
+        device: device(a.device)?,
+    };
+    let bar = (!a.quiet && !a.json).then(|| {
+        let bar = ProgressBar::new(1);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>6} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut progress = Bar { bar, phase: 0 };
+    let (file, report) = encode(&volume, &options, &mut progress)
+        .with_context(|| format!("compressing {}", a.input.display()))?;
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    let bytes = file.to_bytes()?;
+    write_atomic(&a.output, &bytes, a.force)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let q = &report.quality;
+        println!(
+            "{} -> {}: {} bytes, {:.4} bpv, ratio {:.1}:1\n  PSNR {:.2} dB  SSIM {:.4}  max abs error {}  MAE {:.3}\n  fit {:.1} s ({} steps), total {:.1} s, {} parameters",
+            a.input.display(),
+            a.output.display(),
+            report.bytes,
+            report.bits_per_voxel,
+            report.ratio,
+            q.psnr_db,
+            q.ssim,
+            q.max_abs_error,
+            q.mae,
+            report.fit_seconds,
+            report.steps,
+            report.total_seconds,
+            report.parameters
+        );
+    }
+    Ok(())
+}
+
+fn decompress(a: DecompressArgs) -> Result<(), Failure> {
+    check_output(&a.output, &[&a.input], a.force)?;
+    device(a.device)?;
+    let decoder =
+        Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    let shape = match a.shape {
+        None => None,
+        Some(s) => {
+            let orig = decoder.shape();
+            let mut full = [s[0], s[1], s[2], orig[3]];
+            if s.len() == 4 {
+                full[3] = s[3];
+            }
+            Some(full)
+        }
+    };
+    let volume = decoder.decode(shape)?;
+    write_nifti(&a.output, &volume, a.force)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    Ok(())
+}
+
+fn slice(a: SliceArgs) -> Result<(), Failure> {
+    check_output(&a.output, &[&a.input], a.force)?;
+    device(a.device)?;
+    let decoder =
+        Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    let shape = decoder.shape();
+    let axis = a.axis as usize;
+    let index = a.index.unwrap_or(shape[axis] / 2);
+    let region = Region::Slice {
+        axis,
+        index,
+        frame: a.frame,
+    };
+    let (values, out_shape) = decoder.region(shape, region)?;
+    let name = a.output.to_string_lossy().to_lowercase();
+    if name.ends_with(".png") {
+        let head = &decoder.file().head;
+        let (lo, hi) = match a.window {
+            Some((c, w)) => (c - w / 2.0, c + w / 2.0),
+            None => (head.value_min, head.value_max),
+        };
+        let (w, h, pixels) = render::slice_pixels(&values, out_shape, axis, lo, hi);
+        let png = render::encode_png(w, h, &pixels)?;
+        write_atomic(&a.output, &png, a.force)
+            .with_context(|| format!("writing {}", a.output.display()))?;
+    } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        let header = render::slice_header(decoder.header(), axis, index, a.frame)?;
+        let volume = Volume {
+            data: values,
+            header,
+        };
+        write_nifti(&a.output, &volume, a.force)
+            .with_context(|| format!("writing {}", a.output.display()))?;
+    } else {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!(
+                "output {} must end in .png, .nii or .nii.gz",
+                a.output.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn info(a: InfoArgs) -> Result<(), Failure> {
+    let bytes = std::fs::read(&a.input).map_err(|e| Failure {
+        code: exit::BAD_INPUT,
+        error: anyhow!("cannot read {}: {e}", a.input.display()),
+    })?;
+    let decoder =
+        Decoder::from_bytes(&bytes).with_context(|| format!("reading {}", a.input.display()))?;
+    let summary = render::summary(&decoder, &bytes)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", render::summary_text(&summary));
+    }
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<(), Failure> {
+    let r =
+        read_nifti(&a.reference).with_context(|| format!("reading {}", a.reference.display()))?;
+    let t = read_nifti(&a.test).with_context(|| format!("reading {}", a.test.display()))?;
+    if r.shape() != t.shape() {
+        return Err(Failure {
+            code: exit::BAD_INPUT,
+            error: anyhow!("shapes differ: {:?} vs {:?}", r.shape(), t.shape()),
+        });
+    }
+    let physical = |v: &Volume| -> Vec<f32> {
+        let (s, i) = (v.header.scl_slope(), v.header.scl_inter());
+        v.data.iter().map(|&x| (x as f64 * s + i) as f32).collect()
+    };
+    let c = metrics::compare(&physical(&r), &physical(&t), r.shape())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        println!(
+            "PSNR {:.3} dB (range {})  SSIM {:.5}  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels)",
+            c.psnr_db, c.data_range, c.ssim, c.max_abs_error, c.mae, c.rmse, c.voxels
+        );
+    }
+    Ok(())
+}

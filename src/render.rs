@@ -1,0 +1,218 @@
+//! What the CLI shows a person: slices as 8-bit pictures, a slice's own NIfTI header, and the
+//! description of a `.minr` file.
+
+use serde::Serialize;
+
+use crate::codec::container::Container;
+use crate::decoder::Decoder;
+use crate::field::FieldConfig;
+use crate::volume::{Header, VolumeError};
+
+/// Grey levels of a decoded slice (`shape` has 1 on `axis`), windowed to `[lo, hi]`. The
+/// picture's columns run along the first in-plane axis and its rows along the second, with
+/// the second axis pointing up (as radiology viewers show RAS-stored scans).
+pub fn slice_pixels(
+    values: &[f32],
+    shape: [usize; 4],
+    axis: usize,
+    lo: f64,
+    hi: f64,
+) -> (usize, usize, Vec<u8>) {
+    let (a, b) = match axis {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    let (w, h) = (shape[a], shape[b]);
+    let stride = |ax: usize| -> usize { shape[..ax].iter().product() };
+    let (sa, sb) = (stride(a), stride(b));
+    let span = (hi - lo).max(f64::MIN_POSITIVE);
+    let mut pixels = Vec::with_capacity(w * h);
+    for row in (0..h).rev() {
+        for col in 0..w {
+            let v = values[col * sa + row * sb] as f64;
+            pixels.push((((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8);
+        }
+    }
+    (w, h, pixels)
+}
+
+/// An 8-bit greyscale PNG.
+pub fn encode_png(
+    width: usize,
+    height: usize,
+    pixels: &[u8],
+) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(pixels)?;
+    }
+    Ok(out)
+}
+
+/// The header of one slice of a scan: one voxel thick on `axis`, one frame, placed where that
+/// slice lies in the original's world coordinates.
+pub fn slice_header(
+    header: &Header,
+    axis: usize,
+    index: usize,
+    frame: usize,
+) -> Result<Header, VolumeError> {
+    let mut shape = header.shape();
+    shape[axis] = 1;
+    shape[3] = 1;
+    let mut h = header.with_shape(shape)?;
+    let q = header.qform_affine();
+    h.qoffset_x += index as f64 * q[0][axis];
+    h.qoffset_y += index as f64 * q[1][axis];
+    h.qoffset_z += index as f64 * q[2][axis];
+    for row in [&mut h.srow_x, &mut h.srow_y, &mut h.srow_z] {
+        row[3] += index as f64 * row[axis];
+    }
+    h.toffset += frame as f64 * header.pixdim[4];
+    Ok(h)
+}
+
+/// Everything `medinr info` reports.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub file_bytes: usize,
+    pub format_version: String,
+    pub shape: [usize; 4],
+    pub datatype: String,
+    pub spacing: [f64; 4],
+    pub nifti_version: u8,
+    pub byte_order: &'static str,
+    pub description: String,
+    pub affine: [[f64; 4]; 3],
+    pub value_range: [f64; 2],
+    pub scl_slope: f64,
+    pub scl_inter: f64,
+    pub seed: u64,
+    pub field: FieldConfig,
+    pub grid_parameters: usize,
+    pub mlp_parameters: usize,
+    pub sections: Vec<(String, usize)>,
+    pub bits_per_voxel: f64,
+    pub ratio: f64,
+    pub meta: Option<serde_json::Value>,
+}
+
+pub fn summary(decoder: &Decoder, bytes: &[u8]) -> Result<Summary, crate::codec::FormatError> {
+    let c = Container::parse(bytes)?;
+    let h = decoder.header();
+    let f = decoder.file();
+    let voxels: usize = h.shape().iter().product();
+    let bits = bytes.len() as f64 * 8.0;
+    Ok(Summary {
+        file_bytes: bytes.len(),
+        format_version: format!("{}.{}", c.version.0, c.version.1),
+        shape: h.shape(),
+        datatype: h.datatype().name().to_string(),
+        spacing: h.spacing(),
+        nifti_version: if h.is_nifti2() { 2 } else { 1 },
+        byte_order: if h.is_big_endian() {
+            "big-endian"
+        } else {
+            "little-endian"
+        },
+        description: h.description(),
+        affine: h.affine(),
+        value_range: [f.head.value_min, f.head.value_max],
+        scl_slope: h.scl_slope(),
+        scl_inter: h.scl_inter(),
+        seed: f.head.seed,
+        field: f.head.field.clone(),
+        grid_parameters: f.head.field.grid_parameters(),
+        mlp_parameters: f.head.field.mlp_parameters(),
+        sections: c.section_sizes(),
+        bits_per_voxel: bits / voxels as f64,
+        ratio: (voxels * h.datatype().bytes() * 8) as f64 / bits,
+        meta: f.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+    })
+}
+
+pub fn summary_text(s: &Summary) -> String {
+    let f = &s.field;
+    let mut out = String::new();
+    let dims = ["x", "y", "z", "t"];
+    out += &format!(
+        "format       medinr {} ({} bytes)\n",
+        s.format_version, s.file_bytes
+    );
+    out += &format!(
+        "scan         {} {}  spacing {}  NIfTI-{} {}\n",
+        s.shape
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join("×"),
+        s.datatype,
+        s.spacing
+            .iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>()
+            .join("×"),
+        s.nifti_version,
+        s.byte_order
+    );
+    if !s.description.is_empty() {
+        out += &format!("description  {}\n", s.description);
+    }
+    for (k, row) in s.affine.iter().enumerate() {
+        out += &format!(
+            "{}  [{:9.4} {:9.4} {:9.4} {:9.4}]\n",
+            if k == 0 {
+                "affine      "
+            } else {
+                "            "
+            },
+            row[0],
+            row[1],
+            row[2],
+            row[3]
+        );
+    }
+    out += &format!(
+        "intensity    stored range [{}, {}], scl_slope {} scl_inter {}\n",
+        s.value_range[0], s.value_range[1], s.scl_slope, s.scl_inter
+    );
+    out += &format!(
+        "field        {}-D hash grid: {} levels × {} features, table ≤ {} entries; MLP {} × {} hidden (no bias)\n",
+        f.dims, f.levels(), f.features, f.table_size, f.hidden_layers, f.hidden_width
+    );
+    if let (Some(first), Some(last)) = (f.resolutions.first(), f.resolutions.last()) {
+        let show = |r: &[u32; 4]| {
+            (0..f.dims)
+                .map(|a| format!("{}{}", dims[a], r[a]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out += &format!(
+            "resolution   coarsest {}  finest {}\n",
+            show(first),
+            show(last)
+        );
+    }
+    out += &format!(
+        "parameters   {} grid + {} MLP, seed {}\n",
+        s.grid_parameters, s.mlp_parameters, s.seed
+    );
+    out += "sections    ";
+    for (tag, n) in &s.sections {
+        out += &format!(" {tag}:{n}");
+    }
+    out += "\n";
+    out += &format!(
+        "rate         {:.4} bpv, ratio {:.1}:1\n",
+        s.bits_per_voxel, s.ratio
+    );
+    if let Some(m) = &s.meta {
+        out += &format!("encoder      {m}\n");
+    }
+    out
+}

@@ -1,0 +1,186 @@
+//! Voxel-to-world geometry of a [`Header`]: the NIfTI affine, and moving a scan onto a
+//! different grid over the same field of view.
+
+use super::{Header, VolumeError};
+use std::path::PathBuf;
+
+impl Header {
+    /// Voxel index (i, j, k) → world (x, y, z) as a 3×4 matrix, by the NIfTI rules:
+    /// sform if sform_code > 0, else qform if qform_code > 0, else plain pixdim scaling.
+    pub fn affine(&self) -> [[f64; 4]; 3] {
+        if self.sform_code > 0 {
+            [self.srow_x, self.srow_y, self.srow_z]
+        } else if self.qform_code > 0 {
+            self.qform_affine()
+        } else {
+            let p = &self.pixdim;
+            [
+                [p[1], 0.0, 0.0, 0.0],
+                [0.0, p[2], 0.0, 0.0],
+                [0.0, 0.0, p[3], 0.0],
+            ]
+        }
+    }
+
+    /// The qform matrix, as nifti1_io.c `nifti_quatern_to_mat44` builds it.
+    pub fn qform_affine(&self) -> [[f64; 4]; 3] {
+        let (mut b, mut c, mut d) = (self.quatern_b, self.quatern_c, self.quatern_d);
+        let mut a = 1.0 - (b * b + c * c + d * d);
+        if a < 1e-7 {
+            // Not a unit quaternion: renormalise (b, c, d) and take a 180° rotation.
+            let norm = (b * b + c * c + d * d).sqrt();
+            if norm > 0.0 {
+                b /= norm;
+                c /= norm;
+                d /= norm;
+            }
+            a = 0.0;
+        } else {
+            a = a.sqrt();
+        }
+        let pos = |v: f64| if v > 0.0 { v } else { 1.0 };
+        let xd = pos(self.pixdim[1]);
+        let yd = pos(self.pixdim[2]);
+        let mut zd = pos(self.pixdim[3]);
+        if self.pixdim[0] < 0.0 {
+            zd = -zd;
+        }
+        [
+            [
+                (a * a + b * b - c * c - d * d) * xd,
+                2.0 * (b * c - a * d) * yd,
+                2.0 * (b * d + a * c) * zd,
+                self.qoffset_x,
+            ],
+            [
+                2.0 * (b * c + a * d) * xd,
+                (a * a + c * c - b * b - d * d) * yd,
+                2.0 * (c * d - a * b) * zd,
+                self.qoffset_y,
+            ],
+            [
+                2.0 * (b * d - a * c) * xd,
+                2.0 * (c * d + a * b) * yd,
+                (a * a + d * d - c * c - b * b) * zd,
+                self.qoffset_z,
+            ],
+        ]
+    }
+
+    /// The same scan on a grid of `shape` = [nx, ny, nz, nt] over the same field of view,
+    /// sampled corner-aligned: new voxel i' sits at old continuous index i'·(n-1)/(n'-1).
+    ///
+    /// pixdim[1..=4] and the sform columns scale by (n-1)/(n'-1); qform offsets stay (voxel 0
+    /// does not move) and the qform follows pixdim. Where n == 1 or n' == 1 the factor is 1:
+    /// voxel 0 stays put and the spacing is kept, so the affine never degenerates.
+    /// Everything else (datatype, scaling, codes, description, units, extensions) is unchanged.
+    pub fn with_shape(&self, shape: [usize; 4]) -> Result<Header, VolumeError> {
+        let invalid = |reason: String| VolumeError::InvalidShape {
+            file: PathBuf::new(),
+            shape,
+            reason,
+        };
+        if shape.contains(&0) {
+            return Err(invalid("every axis needs at least 1 voxel".into()));
+        }
+        let limit = if self.is_nifti2() {
+            i64::MAX as usize
+        } else {
+            i16::MAX as usize
+        };
+        if let Some(&n) = shape.iter().find(|&&n| n > limit) {
+            return Err(invalid(format!(
+                "axis length {n} exceeds the header's limit {limit}"
+            )));
+        }
+        shape
+            .iter()
+            .try_fold(self.datatype().bytes(), |acc, &n| acc.checked_mul(n))
+            .ok_or_else(|| invalid("voxel data size overflows".into()))?;
+
+        let old = self.shape();
+        let mut out = self.clone();
+        let mut dim = self.dim();
+        let needed = (1..=4).rev().find(|&k| shape[k - 1] > 1).unwrap_or(1) as i64;
+        dim[0] = dim[0].max(needed);
+        for k in 1..=4 {
+            if k as i64 <= dim[0] {
+                dim[k] = shape[k - 1] as i64;
+            }
+        }
+        out.set_dim(dim);
+
+        for axis in 0..4 {
+            let (n, m) = (old[axis], shape[axis]);
+            if n == m {
+                continue;
+            }
+            let f = if n > 1 && m > 1 {
+                (n - 1) as f64 / (m - 1) as f64
+            } else {
+                1.0
+            };
+            out.pixdim[axis + 1] *= f;
+            if axis < 3 {
+                for row in [&mut out.srow_x, &mut out.srow_y, &mut out.srow_z] {
+                    row[axis] *= f;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::volume::test_support::synthetic_header;
+    use crate::volume::DataType;
+
+    fn world(a: &[[f64; 4]; 3], ijk: [f64; 3]) -> [f64; 3] {
+        let mut w = [0.0; 3];
+        for (r, row) in a.iter().enumerate() {
+            w[r] = row[0] * ijk[0] + row[1] * ijk[1] + row[2] * ijk[2] + row[3];
+        }
+        w
+    }
+
+    fn close(a: [f64; 3], b: [f64; 3]) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4)
+    }
+
+    #[test]
+    fn doubling_keeps_first_and_last_voxel_centres() {
+        for (nifti2, sform, qform) in [(false, 1, 0), (false, 0, 1), (true, 2, 1), (false, 0, 0)] {
+            let mut h = synthetic_header(DataType::I16, [10, 12, 7, 3], nifti2, false);
+            h.sform_code = sform;
+            h.qform_code = qform;
+            let new_shape = [19, 23, 13, 5];
+            let g = h.with_shape(new_shape).unwrap();
+            assert_eq!(g.shape(), new_shape);
+            let (a, b) = (h.affine(), g.affine());
+            assert!(close(world(&a, [0.0; 3]), world(&b, [0.0; 3])));
+            assert!(close(
+                world(&a, [9.0, 11.0, 6.0]),
+                world(&b, [18.0, 22.0, 12.0])
+            ));
+            assert!((g.spacing()[3] - h.spacing()[3] * 2.0 / 4.0).abs() < 1e-9);
+            // Round trip through bytes keeps the new geometry.
+            let back = crate::volume::Header::from_bytes(&g.to_bytes()).unwrap();
+            assert_eq!(back.shape(), new_shape);
+            assert!(close(
+                world(&back.affine(), [18.0, 22.0, 12.0]),
+                world(&a, [9.0, 11.0, 6.0])
+            ));
+        }
+    }
+
+    #[test]
+    fn with_shape_rejects_bad_shapes() {
+        let h = synthetic_header(DataType::U8, [4, 4, 4, 1], false, false);
+        assert!(h.with_shape([0, 4, 4, 1]).is_err());
+        assert!(h.with_shape([40000, 4, 4, 1]).is_err());
+        let g = h.with_shape([4, 4, 4, 6]).unwrap();
+        assert_eq!(g.dim()[0], 4);
+        assert_eq!(h.with_shape([4, 4, 4, 1]).unwrap().to_bytes(), h.to_bytes());
+    }
+}

@@ -1,0 +1,66 @@
+//! Medical volumes in and out: NIfTI-1/NIfTI-2 scans read and written with exact fidelity.
+//!
+//! A [`Volume`] holds the stored voxel values as f32 (before scl_slope/scl_inter) and a
+//! [`Header`] that keeps the original header bytes, so `read_nifti` → `write_nifti`
+//! reproduces the file's header and voxel bytes (exactly for u8 i8 u16 i16 f32; i32, u32
+//! and f64 keep 24 bits of precision, see [`voxels`]).
+
+mod datatype;
+mod error;
+mod geometry;
+mod header;
+mod layout;
+mod nifti_io;
+pub mod voxels;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_synthetic;
+
+pub use datatype::DataType;
+pub use error::VolumeError;
+pub use header::Header;
+pub use nifti_io::{read_nifti, read_nifti_bytes, write_nifti};
+
+/// One scan: stored voxel values (before scl_slope/scl_inter) as f32, x fastest, then y, z, t.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    pub data: Vec<f32>,
+    pub header: Header,
+}
+
+impl Volume {
+    /// [nx, ny, nz, nt]; nt = 1 for 3D.
+    pub fn shape(&self) -> [usize; 4] {
+        self.header.shape()
+    }
+
+    /// 4 when there is more than one time point, else 3 (1D/2D scans count as 3D).
+    pub fn ndim(&self) -> usize {
+        if self.shape()[3] > 1 {
+            4
+        } else {
+            3
+        }
+    }
+
+    /// Number of NaN/infinite voxels and the [x, y, z, t] index of the first one.
+    pub fn non_finite_count(&self) -> (usize, Option<[usize; 4]>) {
+        let [nx, ny, nz, _] = self.shape();
+        let mut count = 0;
+        let mut first = None;
+        for (i, v) in self.data.iter().enumerate() {
+            if !v.is_finite() {
+                count += 1;
+                if first.is_none() {
+                    let (nx, ny, nz) = (nx.max(1), ny.max(1), nz.max(1));
+                    first = Some([i % nx, i / nx % ny, i / (nx * ny) % nz, i / (nx * ny * nz)]);
+                }
+            }
+        }
+        (count, first)
+    }
+}
