@@ -44,6 +44,8 @@ pub struct EncodeOptions {
     pub effort: f64,
     /// Replace NaN/±inf voxels with this value instead of refusing the scan.
     pub nan_fill: Option<f32>,
+    /// Network architecture; `None` picks one for the rate.
+    pub preset: Option<Preset>,
     pub device: Device,
 }
 
@@ -54,6 +56,7 @@ impl Default for EncodeOptions {
             seed: 0,
             effort: 1.0,
             nan_fill: None,
+            preset: None,
             device: Device::Cpu,
         }
     }
@@ -270,7 +273,11 @@ impl Fit<'_> {
         parameters: usize,
         progress: &mut dyn Progress,
     ) -> Result<Field, EncodeError> {
-        let preset = preset_for(parameters);
+        let preset = self
+            .options
+            .preset
+            .clone()
+            .unwrap_or_else(|| preset_for(parameters));
         let probe = FieldConfig::for_shape(self.shape, 1, &preset);
         let grid_budget = parameters.saturating_sub(probe.mlp_parameters()).max(64);
         let config = FieldConfig::for_shape(self.shape, grid_budget, &preset);

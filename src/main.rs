@@ -12,6 +12,7 @@ use medinr::atomic_file::write_atomic;
 use medinr::decode::Region;
 use medinr::decoder::{DecodeError, Decoder};
 use medinr::encoder::{encode, EncodeError, EncodeOptions, RateTarget};
+use medinr::field::Preset;
 use medinr::fit::Progress;
 use medinr::volume::{read_nifti, write_nifti, Volume, VolumeError};
 use medinr::{metrics, render};
@@ -94,6 +95,15 @@ struct CompressArgs {
     nan_fill: Option<f32>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+    /// Grid levels (advanced; default chosen for the rate).
+    #[arg(long, requires_all = ["features", "hidden"])]
+    levels: Option<usize>,
+    /// Features per grid level: 1, 2, 4 or 8 (advanced).
+    #[arg(long, requires = "levels")]
+    features: Option<usize>,
+    /// MLP as WIDTHxLAYERS hidden, e.g. 32x2 (advanced).
+    #[arg(long, requires = "levels", value_parser = parse_hidden)]
+    hidden: Option<(usize, usize)>,
     /// Overwrite the output if it exists.
     #[arg(long)]
     force: bool,
@@ -172,6 +182,16 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
         _ => Err(format!(
             "'{s}' is not a shape like 362,434,362 (3 or 4 positive integers)"
         )),
+    }
+}
+
+fn parse_hidden(s: &str) -> Result<(usize, usize), String> {
+    match s
+        .split_once('x')
+        .map(|(w, l)| (w.parse::<usize>(), l.parse::<usize>()))
+    {
+        Some((Ok(w), Ok(l))) if w > 0 && l > 0 => Ok((w, l)),
+        _ => Err(format!("'{s}' is not WIDTHxLAYERS, e.g. 32x2")),
     }
 }
 
@@ -345,6 +365,16 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         seed: a.seed,
         effort: a.effort,
         nan_fill: a.nan_fill,
+        preset: match (a.levels, a.features, a.hidden) {
+            (Some(levels), Some(features), Some((hidden_width, hidden_layers))) => Some(Preset {
+                levels,
+                features,
+                hidden_width,
+                hidden_layers,
+                ..Preset::default()
+            }),
+            _ => None,
+        },
         device: device(a.device)?,
     };
     let bar = (!a.quiet && !a.json).then(|| {

@@ -37,6 +37,9 @@ pub struct LevelLayout {
     pub strides: [u32; MAX_DIMS],
     pub hashed: bool,
     pub size: u32,
+    /// `ceil(2^64 / size)`: turns `h mod size` into two multiplications (Lemire's fastmod),
+    /// exact for every u32 `h`; a division per corner would dominate the encoding.
+    pub fastmod: u64,
     /// First entry of this level in the flat table.
     pub offset: usize,
 }
@@ -62,6 +65,7 @@ impl GridLayout {
                 strides,
                 hashed,
                 size,
+                fastmod: (u64::MAX / size as u64).wrapping_add(1),
                 offset,
             });
             offset += size as usize;
@@ -126,14 +130,14 @@ impl GridLayout {
             .for_each(|(out, coords)| {
                 for (o, u) in out.chunks_exact_mut(width).zip(coords.chunks_exact(D)) {
                     for (lv, o) in self.levels.iter().zip(o.chunks_exact_mut(F)) {
-                        let cell = Cell::<D>::locate(lv, u);
+                        let corners = Corners::locate::<D>(lv, u);
+                        let level = &table[lv.offset * F..(lv.offset + lv.size as usize) * F];
                         let mut acc = [0f32; F];
-                        for corner in 0..(1usize << D) {
-                            let (index, weight) = cell.corner(lv, corner);
-                            let base = (lv.offset + index) * F;
-                            let row = &table[base..base + F];
+                        for k in 0..(1usize << D) {
+                            let base = corners.index[k] as usize * F;
+                            let row = &level[base..base + F];
                             for f in 0..F {
-                                acc[f] += weight * row[f];
+                                acc[f] += corners.weight[k] * row[f];
                             }
                         }
                         o.copy_from_slice(&acc);
@@ -164,12 +168,12 @@ impl GridLayout {
             .for_each(|(grad, (l, lv))| {
                 for (u, g) in coords.chunks_exact(D).zip(grad_out.chunks_exact(width)) {
                     let g = &g[l * F..l * F + F];
-                    let cell = Cell::<D>::locate(lv, u);
-                    for corner in 0..(1usize << D) {
-                        let (index, weight) = cell.corner(lv, corner);
-                        let row = &mut grad[index * F..index * F + F];
+                    let corners = Corners::locate::<D>(lv, u);
+                    for k in 0..(1usize << D) {
+                        let base = corners.index[k] as usize * F;
+                        let row = &mut grad[base..base + F];
                         for f in 0..F {
-                            row[f] += weight * g[f];
+                            row[f] += corners.weight[k] * g[f];
                         }
                     }
                 }
@@ -177,45 +181,56 @@ impl GridLayout {
     }
 }
 
-/// The cell a coordinate falls in at one level, with its interpolation fractions.
-struct Cell<const D: usize> {
-    c: [u32; D],
-    w: [f32; D],
+/// `h mod d` given `m = ceil(2^64 / d)` (Lemire, Kaser & Kurz 2019).
+#[inline(always)]
+fn fast_mod(h: u32, m: u64, d: u32) -> u32 {
+    let low = m.wrapping_mul(h as u64);
+    ((low as u128 * d as u128) >> 64) as u32
 }
 
-impl<const D: usize> Cell<D> {
+/// The 2^D corners of the cell a coordinate falls in at one level: table indices (within the
+/// level) and interpolation weights. Corner `k` takes the upper vertex on axis `a` when bit
+/// `a` of `k` is set; its weight is the product, in axis order, of `w_a` (upper) or `1 − w_a`
+/// (lower), where the cell is `c_a = min(trunc(u_a·R_a), R_a − 1)` and `w_a = u_a·R_a − c_a`.
+struct Corners {
+    index: [u32; 16],
+    weight: [f32; 16],
+}
+
+impl Corners {
     #[inline(always)]
-    fn locate(lv: &LevelLayout, u: &[f32]) -> Self {
-        let mut c = [0u32; D];
-        let mut w = [0f32; D];
+    fn locate<const D: usize>(lv: &LevelLayout, u: &[f32]) -> Corners {
+        let mut index = [0u32; 16];
+        let mut weight = [1f32; 16];
+        let mut n = 1;
         for a in 0..D {
             let p = u[a] * lv.resf[a];
             // Coordinates are in [0, 1], so truncation is floor; `as` saturates NaN/negatives to 0.
-            let ci = (p as u32).min(lv.res[a] - 1);
-            c[a] = ci;
-            w[a] = p - ci as f32;
+            let c = (p as u32).min(lv.res[a] - 1);
+            let w = p - c as f32;
+            let scale = if lv.hashed { PRIMES[a] } else { lv.strides[a] };
+            let lo = c.wrapping_mul(scale);
+            let hi = (c + 1).wrapping_mul(scale);
+            for k in 0..n {
+                let (i, wk) = (index[k], weight[k]);
+                if lv.hashed {
+                    index[k] = i ^ lo;
+                    index[k + n] = i ^ hi;
+                } else {
+                    index[k] = i.wrapping_add(lo);
+                    index[k + n] = i.wrapping_add(hi);
+                }
+                weight[k] = wk * (1.0 - w);
+                weight[k + n] = wk * w;
+            }
+            n *= 2;
         }
-        Cell { c, w }
-    }
-
-    /// Table index (within the level) and interpolation weight of one of the 2^D corners;
-    /// bit `a` of `corner` selects the upper vertex on axis `a`.
-    #[inline(always)]
-    fn corner(&self, lv: &LevelLayout, corner: usize) -> (usize, f32) {
-        let mut weight = 1f32;
-        let mut index = 0u32;
-        for (a, prime) in PRIMES.iter().enumerate().take(D) {
-            let up = (corner >> a) & 1;
-            let v = self.c[a] + up as u32;
-            weight *= if up == 1 { self.w[a] } else { 1.0 - self.w[a] };
-            if lv.hashed {
-                index ^= v.wrapping_mul(*prime);
-            } else {
-                index = index.wrapping_add(v.wrapping_mul(lv.strides[a]));
+        if lv.hashed {
+            for i in index.iter_mut().take(n) {
+                *i = fast_mod(*i, lv.fastmod, lv.size);
             }
         }
-        let index = if lv.hashed { index % lv.size } else { index };
-        (index as usize, weight)
+        Corners { index, weight }
     }
 }
 
@@ -250,6 +265,31 @@ mod tests {
                 ((s >> 40) as f32) / ((1u64 << 24) as f32)
             })
             .collect()
+    }
+
+    #[test]
+    fn fast_mod_is_exact() {
+        for d in [1u32, 2, 3, 7, 371, 9454, 65_537, (1 << 24) - 3, 1 << 24] {
+            let m = (u64::MAX / d as u64).wrapping_add(1);
+            for h in [
+                0u32,
+                1,
+                2,
+                d - 1,
+                d,
+                d + 1,
+                12_345_678,
+                u32::MAX - 1,
+                u32::MAX,
+            ] {
+                assert_eq!(fast_mod(h, m, d), h % d, "{h} mod {d}");
+            }
+            let mut x = 0x9e37_79b9u32;
+            for _ in 0..10_000 {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                assert_eq!(fast_mod(x, m, d), x % d);
+            }
+        }
     }
 
     #[test]
