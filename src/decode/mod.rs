@@ -1,17 +1,22 @@
 //! Inference-only evaluation of a field: no autograd, no trainable state, in tiles so memory
 //! stays bounded whatever the output size. A slice evaluates only the slice's coordinates.
 //!
-//! The grid encoding runs the same CPU kernel as training (fixed summation order); the MLP
-//! runs through candle's matmul (gemm), which does not split the short inner dimension across
-//! threads, so a voxel's value does not depend on the tile it was computed in.
+//! Evaluation is bit-exact and deterministic: the grid encoding sums corners in a fixed order
+//! (`field::hashgrid`), and the MLP below accumulates each output as a chain of fused
+//! multiply-adds over its inputs in increasing order, starting from 0 — on every machine
+//! (hardware FMA where the CPU has it, the exact software `fma` elsewhere) and whatever the
+//! tiling or thread count. `docs/FORMAT.md` states the same rule, so a second decoder can
+//! reproduce medinr's output exactly; an error-bounded residual layer can rely on it.
 
-use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use crate::field::grid::axis_coordinates;
 use crate::field::{tensor_specs, FieldConfig, FieldError, GridLayout};
 
-/// Voxels evaluated per tile.
-const TILE: usize = 1 << 16;
+/// Voxels evaluated by one parallel task.
+const TASK: usize = 1 << 13;
+/// Voxels pushed through the MLP together (independent chains keep the FMA units busy).
+const BLOCK: usize = 16;
 
 /// What part of the output grid to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,12 +33,21 @@ pub enum Region {
     },
 }
 
+/// One MLP layer for inference: weights transposed to `[inputs][outputs]`.
+struct Layer {
+    inputs: usize,
+    outputs: usize,
+    weights_t: Vec<f32>,
+    relu: bool,
+}
+
 /// A field ready to be evaluated.
 pub struct Evaluator {
     config: FieldConfig,
     layout: GridLayout,
     table: Vec<f32>,
-    weights: Vec<Tensor>,
+    layers: Vec<Layer>,
+    widest: usize,
 }
 
 impl Evaluator {
@@ -57,22 +71,40 @@ impl Evaluator {
             }
         }
         let levels = config.levels();
-        let table = tensors[..levels].concat();
-        let weights = config
-            .mlp_layers()
+        let shapes = config.mlp_layers();
+        let last = shapes.len() - 1;
+        let layers: Vec<Layer> = shapes
             .into_iter()
             .zip(&tensors[levels..])
-            .map(|((outputs, inputs), w)| {
-                Tensor::from_slice(w, (outputs, inputs), &Device::Cpu)?
-                    .t()?
-                    .contiguous()
+            .enumerate()
+            .map(|(k, ((outputs, inputs), w))| {
+                let mut weights_t = vec![0f32; w.len()];
+                for j in 0..outputs {
+                    for i in 0..inputs {
+                        weights_t[i * outputs + j] = w[j * inputs + i];
+                    }
+                }
+                Layer {
+                    inputs,
+                    outputs,
+                    weights_t,
+                    relu: k < last,
+                }
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
+        let layout = GridLayout::new(config);
+        let widest = layers
+            .iter()
+            .map(|l| l.outputs)
+            .chain([layout.width()])
+            .max()
+            .unwrap_or(1);
         Ok(Evaluator {
             config: config.clone(),
-            layout: GridLayout::new(config),
-            table,
-            weights,
+            table: tensors[..levels].concat(),
+            layout,
+            layers,
+            widest,
         })
     }
 
@@ -80,32 +112,28 @@ impl Evaluator {
         &self.config
     }
 
-    /// Normalised field values at `coords` (`n × dims`).
+    /// Normalised field values at `coords` (`n × dims`), in parallel.
     pub fn evaluate(&self, coords: &[f32]) -> Result<Vec<f32>, FieldError> {
         let dims = self.config.dims;
         let n = coords.len() / dims;
-        let mut out = Vec::with_capacity(n);
-        let width = self.layout.width();
-        let mut encoded = vec![0f32; TILE.min(n.max(1)) * width];
-        for tile in coords.chunks(TILE * dims) {
-            let m = tile.len() / dims;
-            let enc = &mut encoded[..m * width];
-            self.layout.forward(&self.table, tile, enc);
-            out.extend(self.mlp(enc, m)?);
-        }
+        let mut out = vec![0f32; n];
+        out.par_chunks_mut(TASK)
+            .zip(coords.par_chunks(TASK * dims))
+            .for_each(|(out, coords)| self.evaluate_sequential(coords, out));
         Ok(out)
     }
 
-    fn mlp(&self, encoded: &[f32], m: usize) -> Result<Vec<f32>, FieldError> {
-        let mut x = Tensor::from_slice(encoded, (m, self.layout.width()), &Device::Cpu)?;
-        let last = self.weights.len() - 1;
-        for (k, w) in self.weights.iter().enumerate() {
-            x = x.matmul(w)?;
-            if k < last {
-                x = x.relu()?;
-            }
+    /// Evaluates consecutive samples on this thread (grid rows benefit from cell reuse).
+    fn evaluate_sequential(&self, coords: &[f32], out: &mut [f32]) {
+        let width = self.layout.width();
+        let mut encoded = vec![0f32; out.len() * width];
+        self.layout
+            .forward_coherent(&self.table, coords, &mut encoded);
+        let mut a = vec![0f32; BLOCK * self.widest];
+        let mut b = vec![0f32; BLOCK * self.widest];
+        for (enc, out) in encoded.chunks(BLOCK * width).zip(out.chunks_mut(BLOCK)) {
+            mlp_block(&self.layers, enc, out, &mut a, &mut b);
         }
-        Ok(x.flatten_all()?.to_vec1::<f32>()?)
     }
 
     /// Normalised values on a regular grid of `shape` (`[nx, ny, nz, nt]`) covering the scan's
@@ -119,35 +147,134 @@ impl Evaluator {
         let dims = self.config.dims;
         let axes = shape.map(axis_coordinates);
         let (ranges, out_shape) = region_ranges(shape, region);
-        let plane = out_shape[0] * out_shape[1];
+        let row = out_shape[0];
         let total: usize = out_shape.iter().product();
-        let mut out = Vec::with_capacity(total);
-        let mut coords = Vec::with_capacity(TILE.max(plane) * dims);
-        // One z-plane at a time keeps coordinate buffers small; planes are gathered into
-        // tiles of about TILE voxels.
-        for t in ranges[3].clone() {
-            for z in ranges[2].clone() {
-                for y in ranges[1].clone() {
+        let mut out = vec![0f32; total];
+        let rows_per_task = (TASK / row.max(1)).max(1);
+        let (ny, nz) = (out_shape[1], out_shape[2]);
+        out.par_chunks_mut(rows_per_task * row)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let first = task * rows_per_task;
+                let mut coords = Vec::with_capacity(out.len() * dims);
+                for r in first..first + out.len() / row {
+                    let y = ranges[1].start + r % ny;
+                    let z = ranges[2].start + (r / ny) % nz;
+                    let t = ranges[3].start + r / (ny * nz);
                     for x in ranges[0].clone() {
-                        coords.push(axes[0][x]);
-                        coords.push(axes[1][y]);
-                        coords.push(axes[2][z]);
+                        coords.extend_from_slice(&[axes[0][x], axes[1][y], axes[2][z]]);
                         if dims == 4 {
                             coords.push(axes[3][t]);
                         }
                     }
                 }
-                if coords.len() >= TILE * dims {
-                    out.extend(self.evaluate(&coords)?);
-                    coords.clear();
+                self.evaluate_sequential(&coords, out);
+            });
+        Ok((out, out_shape))
+    }
+}
+
+/// Runs up to `BLOCK` encoded samples through the MLP; `a`/`b` are scratch of
+/// `BLOCK × widest layer`.
+fn mlp_block(layers: &[Layer], encoded: &[f32], out: &mut [f32], a: &mut [f32], b: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            unsafe { mlp_block_avx2(layers, encoded, out, a, b) };
+            return;
+        }
+    }
+    mlp_block_generic(layers, encoded, out, a, b);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn mlp_block_avx2(
+    layers: &[Layer],
+    encoded: &[f32],
+    out: &mut [f32],
+    a: &mut [f32],
+    b: &mut [f32],
+) {
+    mlp_block_generic(layers, encoded, out, a, b);
+}
+
+/// One layer for a layer width known at compile time: `V` samples at a time keep `V × W`
+/// accumulators in registers while the inputs stream past, so `V × W / 8` independent FMA
+/// chains hide the FMA latency. Every output still sums its inputs in order from 0.
+#[inline(always)]
+fn layer_fixed<const W: usize, const V: usize>(layer: &Layer, input: &[f32], out: &mut [f32]) {
+    let inputs = layer.inputs;
+    let samples = out.len() / W;
+    let mut v0 = 0;
+    while v0 < samples {
+        let group = V.min(samples - v0);
+        let mut acc = [[0f32; W]; V];
+        for k in 0..inputs {
+            let w = &layer.weights_t[k * W..(k + 1) * W];
+            for (v, acc) in acc.iter_mut().enumerate().take(group) {
+                let xk = input[(v0 + v) * inputs + k];
+                for (a, &wj) in acc.iter_mut().zip(w) {
+                    *a = wj.mul_add(xk, *a);
                 }
             }
         }
-        if !coords.is_empty() {
-            out.extend(self.evaluate(&coords)?);
+        for (v, acc) in acc.iter().enumerate().take(group) {
+            out[(v0 + v) * W..(v0 + v + 1) * W].copy_from_slice(acc);
         }
-        Ok((out, out_shape))
+        v0 += group;
     }
+}
+
+/// One layer of any width (same arithmetic as `layer_fixed`).
+#[inline(always)]
+fn layer_any(layer: &Layer, input: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for k in 0..layer.inputs {
+        let w = &layer.weights_t[k * layer.outputs..(k + 1) * layer.outputs];
+        for (v, acc) in out.chunks_exact_mut(layer.outputs).enumerate() {
+            let xk = input[v * layer.inputs + k];
+            for (acc, &wj) in acc.iter_mut().zip(w) {
+                *acc = wj.mul_add(xk, *acc);
+            }
+        }
+    }
+}
+
+/// The MLP on a block of samples: for every output, `acc = fma(w, x, acc)` over the inputs
+/// in increasing order from `acc = 0`, then ReLU on hidden layers.
+#[inline(always)]
+fn mlp_block_generic(
+    layers: &[Layer],
+    encoded: &[f32],
+    out: &mut [f32],
+    a: &mut [f32],
+    b: &mut [f32],
+) {
+    let n = out.len();
+    let mut input: &[f32] = encoded;
+    let (mut cur, mut next) = (a, b);
+    for layer in layers {
+        let o = &mut cur[..n * layer.outputs];
+        match layer.outputs {
+            1 => layer_fixed::<1, 16>(layer, input, o),
+            8 => layer_fixed::<8, 4>(layer, input, o),
+            16 => layer_fixed::<16, 4>(layer, input, o),
+            32 => layer_fixed::<32, 2>(layer, input, o),
+            64 => layer_fixed::<64, 1>(layer, input, o),
+            _ => layer_any(layer, input, o),
+        }
+        if layer.relu {
+            for v in o.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+        std::mem::swap(&mut cur, &mut next);
+        input = &next[..n * layer.outputs];
+    }
+    out.copy_from_slice(&input[..n]);
 }
 
 /// Index ranges per axis and the resulting shape for a region of a grid.
@@ -169,6 +296,7 @@ fn region_ranges(shape: [usize; 4], region: Region) -> ([std::ops::Range<usize>;
 mod tests {
     use super::*;
     use crate::field::{Field, Preset};
+    use candle_core::{Device, Tensor};
 
     #[test]
     fn matches_the_training_forward_pass() {

@@ -130,17 +130,10 @@ impl GridLayout {
             .for_each(|(out, coords)| {
                 for (o, u) in out.chunks_exact_mut(width).zip(coords.chunks_exact(D)) {
                     for (lv, o) in self.levels.iter().zip(o.chunks_exact_mut(F)) {
-                        let corners = Corners::locate::<D>(lv, u);
                         let level = &table[lv.offset * F..(lv.offset + lv.size as usize) * F];
-                        let mut acc = [0f32; F];
-                        for k in 0..(1usize << D) {
-                            let base = corners.index[k] as usize * F;
-                            let row = &level[base..base + F];
-                            for f in 0..F {
-                                acc[f] += corners.weight[k] * row[f];
-                            }
-                        }
-                        o.copy_from_slice(&acc);
+                        let (c, w) = cell::<D>(lv, u);
+                        let edges = edge_features::<D, F>(lv, level, &c, &w);
+                        o.copy_from_slice(&blend_x(&edges, w[0]));
                     }
                 }
             });
@@ -200,37 +193,171 @@ struct Corners {
 impl Corners {
     #[inline(always)]
     fn locate<const D: usize>(lv: &LevelLayout, u: &[f32]) -> Corners {
-        let mut index = [0u32; 16];
-        let mut weight = [1f32; 16];
-        let mut n = 1;
-        for a in 0..D {
-            let p = u[a] * lv.resf[a];
-            // Coordinates are in [0, 1], so truncation is floor; `as` saturates NaN/negatives to 0.
-            let c = (p as u32).min(lv.res[a] - 1);
-            let w = p - c as f32;
-            let scale = if lv.hashed { PRIMES[a] } else { lv.strides[a] };
-            let lo = c.wrapping_mul(scale);
-            let hi = (c + 1).wrapping_mul(scale);
-            for k in 0..n {
-                let (i, wk) = (index[k], weight[k]);
-                if lv.hashed {
-                    index[k] = i ^ lo;
-                    index[k + n] = i ^ hi;
-                } else {
-                    index[k] = i.wrapping_add(lo);
-                    index[k + n] = i.wrapping_add(hi);
+        let (c, w) = cell::<D>(lv, u);
+        Corners {
+            index: corner_indices::<D>(lv, &c),
+            weight: corner_weights::<D>(&w),
+        }
+    }
+}
+
+/// Cell and interpolation fractions of a coordinate at one level.
+#[inline(always)]
+fn cell<const D: usize>(lv: &LevelLayout, u: &[f32]) -> ([u32; MAX_DIMS], [f32; MAX_DIMS]) {
+    let mut c = [0u32; MAX_DIMS];
+    let mut w = [0f32; MAX_DIMS];
+    for a in 0..D {
+        let p = u[a] * lv.resf[a];
+        // Coordinates are in [0, 1], so truncation is floor; `as` saturates NaN/negatives to 0.
+        c[a] = (p as u32).min(lv.res[a] - 1);
+        w[a] = p - c[a] as f32;
+    }
+    (c, w)
+}
+
+/// Table indices (within the level) of a cell's 2^D corners.
+#[inline(always)]
+fn corner_indices<const D: usize>(lv: &LevelLayout, c: &[u32; MAX_DIMS]) -> [u32; 16] {
+    let mut index = [0u32; 16];
+    let mut n = 1;
+    for a in 0..D {
+        let scale = if lv.hashed { PRIMES[a] } else { lv.strides[a] };
+        let lo = c[a].wrapping_mul(scale);
+        let hi = (c[a] + 1).wrapping_mul(scale);
+        for k in 0..n {
+            let i = index[k];
+            if lv.hashed {
+                index[k] = i ^ lo;
+                index[k + n] = i ^ hi;
+            } else {
+                index[k] = i.wrapping_add(lo);
+                index[k + n] = i.wrapping_add(hi);
+            }
+        }
+        n *= 2;
+    }
+    if lv.hashed {
+        for i in index.iter_mut().take(n) {
+            *i = fast_mod(*i, lv.fastmod, lv.size);
+        }
+    }
+    index
+}
+
+/// The features interpolated over every axis but x, on the cell's lower (`[0]`) and upper
+/// (`[1]`) x edge: `e_s = Σ_m wr_m · T[corner s + 2m]`, summed over `m` in increasing order from
+/// 0 (f32 multiply, then add), where `wr_m` is the running product over axes 1.. in order of
+/// `w_a` (bit `a − 1` of `m` set) or `1 − w_a`. Splitting x off lets a grid row reuse the
+/// edges for every voxel in the same cell.
+#[inline(always)]
+fn edge_features<const D: usize, const F: usize>(
+    lv: &LevelLayout,
+    level: &[f32],
+    c: &[u32; MAX_DIMS],
+    w: &[f32; MAX_DIMS],
+) -> [[f32; F]; 2] {
+    let index = corner_indices::<D>(lv, c);
+    let mut rest = [1f32; 8];
+    let mut n = 1;
+    for &wa in w.iter().take(D).skip(1) {
+        for m in 0..n {
+            let wm = rest[m];
+            rest[m] = wm * (1.0 - wa);
+            rest[m + n] = wm * wa;
+        }
+        n *= 2;
+    }
+    let mut edges = [[0f32; F]; 2];
+    for (m, &wm) in rest.iter().enumerate().take(n) {
+        for (s, edge) in edges.iter_mut().enumerate() {
+            let base = index[s + 2 * m] as usize * F;
+            let row = &level[base..base + F];
+            for f in 0..F {
+                edge[f] += wm * row[f];
+            }
+        }
+    }
+    edges
+}
+
+/// `(1 − w_x) · e_0 + w_x · e_1`, per feature.
+#[inline(always)]
+fn blend_x<const F: usize>(edges: &[[f32; F]; 2], wx: f32) -> [f32; F] {
+    let mut out = [0f32; F];
+    for f in 0..F {
+        out[f] = (1.0 - wx) * edges[0][f] + wx * edges[1][f];
+    }
+    out
+}
+
+/// Interpolation weights of the 2^D corners: running products over axes in axis order.
+#[inline(always)]
+fn corner_weights<const D: usize>(w: &[f32; MAX_DIMS]) -> [f32; 16] {
+    let mut weight = [1f32; 16];
+    let mut n = 1;
+    for &wa in w.iter().take(D) {
+        for k in 0..n {
+            let wk = weight[k];
+            weight[k] = wk * (1.0 - wa);
+            weight[k + n] = wk * wa;
+        }
+        n *= 2;
+    }
+    weight
+}
+
+impl GridLayout {
+    /// Encodes samples one after another on this thread, keeping each level's corner features
+    /// while consecutive samples stay in the same cell — as they do along a row of a grid,
+    /// where most levels are coarser than the voxels. The result is bit-identical to
+    /// `forward` (same weights, same summation order); only the lookups are saved.
+    pub fn forward_coherent(&self, table: &[f32], coords: &[f32], out: &mut [f32]) {
+        match (self.dims, self.features) {
+            (3, 1) => self.coherent_impl::<3, 1>(table, coords, out),
+            (3, 2) => self.coherent_impl::<3, 2>(table, coords, out),
+            (3, 4) => self.coherent_impl::<3, 4>(table, coords, out),
+            (3, 8) => self.coherent_impl::<3, 8>(table, coords, out),
+            (4, 1) => self.coherent_impl::<4, 1>(table, coords, out),
+            (4, 2) => self.coherent_impl::<4, 2>(table, coords, out),
+            (4, 4) => self.coherent_impl::<4, 4>(table, coords, out),
+            (4, 8) => self.coherent_impl::<4, 8>(table, coords, out),
+            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
+        }
+    }
+
+    fn coherent_impl<const D: usize, const F: usize>(
+        &self,
+        table: &[f32],
+        coords: &[f32],
+        out: &mut [f32],
+    ) {
+        let width = self.width();
+        let levels = self.levels.len();
+        // Per level: the x-cell the edges were built for; they also depend on the other axes'
+        // coordinates, which are shared by all levels.
+        let mut cached_cx = vec![u32::MAX; levels];
+        let mut cached_edges = vec![[[0f32; F]; 2]; levels];
+        let mut last_rest = [f32::NAN; MAX_DIMS];
+        for (o, u) in out.chunks_exact_mut(width).zip(coords.chunks_exact(D)) {
+            let mut rest = [0f32; MAX_DIMS];
+            rest[1..D].copy_from_slice(&u[1..D]);
+            // NaN never equals itself, so the first sample always builds the edges.
+            let moved = rest != last_rest;
+            last_rest = rest;
+            for (l, (lv, o)) in self.levels.iter().zip(o.chunks_exact_mut(F)).enumerate() {
+                // The x axis alone first: along a row that is all that changes.
+                let px = u[0] * lv.resf[0];
+                let cx = (px as u32).min(lv.res[0] - 1);
+                let wx = px - cx as f32;
+                if moved || cx != cached_cx[l] {
+                    let (c, w) = cell::<D>(lv, u);
+                    let level = &table[lv.offset * F..(lv.offset + lv.size as usize) * F];
+                    cached_edges[l] = edge_features::<D, F>(lv, level, &c, &w);
+                    cached_cx[l] = cx;
                 }
-                weight[k] = wk * (1.0 - w);
-                weight[k + n] = wk * w;
-            }
-            n *= 2;
-        }
-        if lv.hashed {
-            for i in index.iter_mut().take(n) {
-                *i = fast_mod(*i, lv.fastmod, lv.size);
+                o.copy_from_slice(&blend_x(&cached_edges[l], wx));
             }
         }
-        Corners { index, weight }
     }
 }
 
@@ -265,6 +392,27 @@ mod tests {
                 ((s >> 40) as f32) / ((1u64 << 24) as f32)
             })
             .collect()
+    }
+
+    #[test]
+    fn coherent_encoding_is_bit_identical() {
+        for dims in [3, 4] {
+            let config = small_config(dims);
+            let layout = GridLayout::new(&config);
+            let table = lcg(layout.table_len(), 3);
+            // A grid row (coherent) followed by random points (incoherent).
+            let mut coords = Vec::new();
+            for i in 0..50 {
+                coords.extend([i as f32 / 49.0, 0.3, 0.7, 0.5][..dims].iter());
+            }
+            coords.extend(lcg(40 * dims, 5));
+            let n = coords.len() / dims;
+            let mut a = vec![0f32; n * layout.width()];
+            let mut b = vec![0f32; n * layout.width()];
+            layout.forward(&table, &coords, &mut a);
+            layout.forward_coherent(&table, &coords, &mut b);
+            assert_eq!(a, b);
+        }
     }
 
     #[test]
