@@ -17,8 +17,9 @@ use crate::metrics;
 use crate::volume::Volume;
 
 /// Bits one stored parameter costs after quantization and entropy coding, as planned before
-/// the fit; the step search then makes the file exactly the asked size.
-const PLANNED_BITS_PER_PARAMETER: f64 = 4.0;
+/// the fit: it sets the field's size for a rate (fewer bits per parameter = a larger field
+/// quantized more coarsely). The step search then makes the file exactly the asked size.
+pub const DEFAULT_BITS_PER_PARAMETER: f64 = 3.5;
 /// A PSNR target is sought with the step search on this many voxels before the full check.
 const PSNR_PROBE_VOXELS: usize = 1 << 20;
 /// How often the field is enlarged when a PSNR target is out of reach.
@@ -46,6 +47,8 @@ pub struct EncodeOptions {
     pub nan_fill: Option<f32>,
     /// Network architecture; `None` picks one for the rate.
     pub preset: Option<Preset>,
+    /// Planned bits per stored parameter (see `DEFAULT_BITS_PER_PARAMETER`).
+    pub bits_per_parameter: f64,
     pub device: Device,
 }
 
@@ -57,6 +60,7 @@ impl Default for EncodeOptions {
             effort: 1.0,
             nan_fill: None,
             preset: None,
+            bits_per_parameter: DEFAULT_BITS_PER_PARAMETER,
             device: Device::Cpu,
         }
     }
@@ -344,7 +348,7 @@ impl Fit<'_> {
         target: usize,
         progress: &mut dyn Progress,
     ) -> Result<(MinrFile, f32, FieldConfig), EncodeError> {
-        let parameters = (target as f64 * 8.0 / PLANNED_BITS_PER_PARAMETER) as usize;
+        let parameters = (target as f64 * 8.0 / self.options.bits_per_parameter) as usize;
         let field = self.fit(parameters, progress)?;
         let config = field.config().clone();
         let specs = tensor_specs(&config);

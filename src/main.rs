@@ -95,6 +95,10 @@ struct CompressArgs {
     nan_fill: Option<f32>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+    /// Planned bits per stored parameter: trades field size against quantization precision
+    /// (advanced).
+    #[arg(long, default_value_t = medinr::encoder::DEFAULT_BITS_PER_PARAMETER)]
+    bits_per_parameter: f64,
     /// Grid levels (advanced; default chosen for the rate).
     #[arg(long, requires_all = ["features", "hidden"])]
     levels: Option<usize>,
@@ -375,6 +379,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
             }),
             _ => None,
         },
+        bits_per_parameter: a.bits_per_parameter,
         device: device(a.device)?,
     };
     let bar = (!a.quiet && !a.json).then(|| {
