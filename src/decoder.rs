@@ -152,8 +152,9 @@ fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
         Region::Full => Ok(()),
         Region::Frame(t) if t < shape[3] => Ok(()),
         Region::Frame(t) => Err(DecodeError::Request(format!(
-            "frame {t} does not exist (the scan has {} frames)",
-            shape[3]
+            "frame {t} does not exist (the scan has {} frame{})",
+            shape[3],
+            if shape[3] == 1 { "" } else { "s" }
         ))),
         Region::Slice { axis, index, frame } => {
             if axis > 2 {
@@ -168,8 +169,9 @@ fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
                 )))
             } else if frame >= shape[3] {
                 Err(DecodeError::Request(format!(
-                    "frame {frame} does not exist (the scan has {} frames)",
-                    shape[3]
+                    "frame {frame} does not exist (the scan has {} frame{})",
+                    shape[3],
+                    if shape[3] == 1 { "" } else { "s" }
                 )))
             } else {
                 Ok(())

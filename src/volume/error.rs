@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     /// The operating system refused a read or write.
-    #[error("{}{action}: {source}", prefix(.file))]
+    /// (The OS error is the `source`, printed by the caller's error chain, not repeated here.)
+    #[error("{}{action}", prefix(.file))]
     Io {
         file: PathBuf,
         action: &'static str,
@@ -19,7 +20,7 @@ pub enum VolumeError {
         source: std::io::Error,
     },
     /// The gzip stream is corrupt or ends early.
-    #[error("{}gzip stream is broken: {source}", prefix(.file))]
+    #[error("{}gzip stream is broken", prefix(.file))]
     Gzip {
         file: PathBuf,
         #[source]

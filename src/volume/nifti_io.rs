@@ -158,6 +158,11 @@ pub fn read_nifti_bytes(path: &Path) -> Result<(Header, Vec<u8>), VolumeError> {
     if buf.len() < total {
         return Err(truncated((buf.len() - vox_offset) as u64));
     }
+    if gzipped {
+        // Read the gzip stream to its end so its CRC and length trailer are checked: a
+        // corrupted .nii.gz must fail here, not decode into wrong voxels.
+        std::io::copy(&mut src, &mut std::io::sink()).map_err(&on_err)?;
+    }
     let ext_start = if header.is_nifti2() { 540 } else { 348 };
     header.set_extension_bytes(buf.get(ext_start..vox_offset).unwrap_or(&[]));
     let data = buf.split_off(vox_offset);

@@ -1,0 +1,1138 @@
+//! End-to-end tests of the `medinr` command line on the sample scans in `data/`: the real
+//! binary, real files, and the exit codes and messages a script or a person relies on.
+//!
+//! Every compress runs at a small `--effort` so the whole file stays quick on two cores.
+//! Quality floors sit several dB below what was measured (seed 0; see each constant), so
+//! they catch a broken codec without flaking.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use medinr::volume::{read_nifti, write_nifti, Header, Volume};
+use serde_json::Value;
+
+/// Effort used by the quick compresses (≈110 optimiser steps).
+const EFFORT: &str = "0.05";
+
+/// PSNR floors at 2 bpv, effort 0.05. Measured over seeds 0..8: big-endian MRI
+/// 27.0–27.3 dB, NIfTI-2 4D 22.9–24.2 dB, small fMRI 24.1–25.3 dB.
+const FLOOR_BE_MRI_2BPV: f64 = 22.0;
+const FLOOR_NIFTI2_2BPV: f64 = 18.0;
+const FLOOR_FMRI_2BPV: f64 = 20.0;
+/// Colin27 at 0.1 bpv, effort 0.02: measured 21.8 dB.
+const FLOOR_COLIN_0_1BPV: f64 = 17.0;
+/// A PSNR target the big-endian MRI reaches at effort 0.05 (files of 1.8–2.1 kB, 24.8–25.1 dB
+/// over seeds 0..6).
+const REACHABLE_PSNR: f64 = 24.0;
+
+const BE_MRI: &str = "mri_small_bigendian_i16.nii";
+const NIFTI2_4D: &str = "nifti2_small_4d.nii.gz";
+const FMRI: &str = "fmri_small_4d_f64.nii";
+const COLIN: &str = "mri_t1_colin27_1mm.nii.gz";
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("cannot create a temp dir")
+}
+
+/// What one run of the binary did.
+struct Run {
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `medinr` with `args`. Never accepts a panic (exit code 101) or a death by signal.
+fn medinr<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let shown = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new(env!("CARGO_BIN_EXE_medinr"))
+        .args(&args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("cannot start medinr");
+    let run = Run {
+        args: shown,
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        out.status.code().is_some(),
+        "medinr {} was killed by a signal: {}",
+        run.args,
+        run.stderr
+    );
+    assert!(
+        run.code != 101 && !run.stderr.contains("panicked"),
+        "medinr {} panicked (exit {}):\n{}",
+        run.args,
+        run.code,
+        run.stderr
+    );
+    run
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "medinr {} failed:\n{}",
+            self.args, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code and that stderr holds `phrase`, as one `medinr: error:` message.
+    fn fails(self, code: i32, phrase: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "medinr {}: expected exit {code}, stderr:\n{}",
+            self.args, self.stderr
+        );
+        assert!(
+            self.stderr.contains(phrase),
+            "medinr {}: stderr lacks {phrase:?}:\n{}",
+            self.args,
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "medinr {}: stdout is not JSON ({e}):\n{}",
+                self.args, self.stdout
+            )
+        })
+    }
+}
+
+/// `compress INPUT -o OUTPUT --json -q --effort 0.05 EXTRA...`; returns the JSON report.
+fn compress(input: &Path, output: &Path, extra: &[&str]) -> Value {
+    let mut args: Vec<&OsStr> = vec![
+        "compress".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+        "--json".as_ref(),
+        "-q".as_ref(),
+    ];
+    if !extra.contains(&"--effort") {
+        args.extend([OsStr::new("--effort"), OsStr::new(EFFORT)]);
+    }
+    args.extend(extra.iter().map(|s| OsStr::new(*s)));
+    let report = medinr(args).ok().json();
+    assert_eq!(
+        report["bytes"].as_u64(),
+        Some(fs::metadata(output).unwrap().len()),
+        "report size differs from the file written"
+    );
+    report
+}
+
+fn info(minr: &Path) -> Value {
+    medinr([OsStr::new("info"), minr.as_os_str(), OsStr::new("--json")])
+        .ok()
+        .json()
+}
+
+fn compare(reference: &Path, test: &Path) -> Value {
+    medinr([
+        OsStr::new("compare"),
+        reference.as_os_str(),
+        test.as_os_str(),
+        OsStr::new("--json"),
+    ])
+    .ok()
+    .json()
+}
+
+fn decompress(minr: &Path, output: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        "decompress".as_ref(),
+        minr.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|s| OsStr::new(*s)));
+    medinr(args)
+}
+
+fn slice(minr: &Path, output: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        "slice".as_ref(),
+        minr.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|s| OsStr::new(*s)));
+    medinr(args)
+}
+
+/// Compresses a sample at 2 bpv into `dir` and returns the `.minr` path.
+fn compressed(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.minr"));
+    compress(&data(name), &out, &["--bpv", "2"]);
+    out
+}
+
+/// Names in `dir` that look like medinr's temp files (`.NAME.tmp.PID.N`).
+fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
+}
+
+fn assert_no_temp_files(dir: &Path) {
+    let left = temp_files(dir);
+    assert!(left.is_empty(), "temp files left in {dir:?}: {left:?}");
+}
+
+fn voxels(shape: [usize; 4]) -> usize {
+    shape.iter().product()
+}
+
+/// World position of voxel `ijk` under a 3×4 affine.
+fn world(a: &[[f64; 4]; 3], ijk: [f64; 3]) -> [f64; 3] {
+    let mut w = [0.0; 3];
+    for (r, row) in a.iter().enumerate() {
+        w[r] = row[0] * ijk[0] + row[1] * ijk[1] + row[2] * ijk[2] + row[3];
+    }
+    w
+}
+
+fn assert_close3(a: [f64; 3], b: [f64; 3], tol: f64, what: &str) {
+    assert!(
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol),
+        "{what}: {a:?} vs {b:?}"
+    );
+}
+
+/// Every header field medinr promises to restore, then the bytes themselves.
+fn assert_same_header(a: &Header, b: &Header) {
+    assert_eq!(a.shape(), b.shape(), "shape");
+    assert_eq!(a.dim(), b.dim(), "dim");
+    assert_eq!(a.pixdim, b.pixdim, "pixdim");
+    assert_eq!(a.datatype(), b.datatype(), "datatype");
+    assert_eq!(a.affine(), b.affine(), "affine");
+    assert_eq!(a.qform_code, b.qform_code, "qform_code");
+    assert_eq!(a.sform_code, b.sform_code, "sform_code");
+    assert_eq!(
+        (a.quatern_b, a.quatern_c, a.quatern_d),
+        (b.quatern_b, b.quatern_c, b.quatern_d),
+        "quaternion"
+    );
+    assert_eq!(
+        (a.qoffset_x, a.qoffset_y, a.qoffset_z),
+        (b.qoffset_x, b.qoffset_y, b.qoffset_z),
+        "qoffset"
+    );
+    assert_eq!(
+        [a.srow_x, a.srow_y, a.srow_z],
+        [b.srow_x, b.srow_y, b.srow_z],
+        "srow"
+    );
+    assert_eq!(a.scl_slope.to_bits(), b.scl_slope.to_bits(), "scl_slope");
+    assert_eq!(a.scl_inter.to_bits(), b.scl_inter.to_bits(), "scl_inter");
+    assert_eq!(a.descrip, b.descrip, "descrip");
+    assert_eq!(a.xyzt_units, b.xyzt_units, "xyzt_units");
+    assert_eq!(a.is_big_endian(), b.is_big_endian(), "byte order");
+    assert_eq!(a.is_nifti2(), b.is_nifti2(), "NIfTI version");
+    assert_eq!(a.vox_offset(), b.vox_offset(), "vox_offset");
+    assert_eq!(a.extension_bytes(), b.extension_bytes(), "extensions");
+    assert!(a.to_bytes() == b.to_bytes(), "header bytes differ");
+}
+
+struct Expect {
+    shape: [usize; 4],
+    datatype: &'static str,
+    nifti_version: u64,
+    byte_order: &'static str,
+    floor_db: f64,
+}
+
+/// compress (2 bpv) → info → decompress → compare, checking header identity and quality.
+fn round_trip(name: &str, decoded_name: &str, e: Expect) {
+    let dir = tempdir();
+    let input = data(name);
+    let minr = dir.path().join("scan.minr");
+    let report = compress(&input, &minr, &["--bpv", "2"]);
+
+    let i = info(&minr);
+    let shape: Vec<u64> = e.shape.iter().map(|&n| n as u64).collect();
+    assert_eq!(i["shape"], serde_json::json!(shape));
+    assert_eq!(i["datatype"], e.datatype);
+    assert_eq!(i["nifti_version"], e.nifti_version);
+    assert_eq!(i["byte_order"], e.byte_order);
+    assert_eq!(i["format_version"], "1.0");
+    assert_eq!(i["file_bytes"], report["bytes"]);
+    let bpv = i["bits_per_voxel"].as_f64().unwrap();
+    assert!((0.97 * 2.0..=2.0 + 1e-3).contains(&bpv), "info bpv {bpv}");
+    let expected_bpv = fs::metadata(&minr).unwrap().len() as f64 * 8.0 / voxels(e.shape) as f64;
+    assert!((bpv - expected_bpv).abs() < 1e-9);
+    // The text form names the rate too.
+    let text = medinr([OsStr::new("info"), minr.as_os_str()]).ok();
+    assert!(text.stdout.contains("bpv"), "{}", text.stdout);
+
+    let decoded = dir.path().join(decoded_name);
+    decompress(&minr, &decoded, &[]).ok();
+    let original = read_nifti(&input).unwrap();
+    let restored = read_nifti(&decoded).unwrap();
+    assert_same_header(&original.header, &restored.header);
+    assert_eq!(restored.data.len(), voxels(e.shape));
+
+    let c = compare(&input, &decoded);
+    let psnr = c["psnr_db"].as_f64().unwrap();
+    assert!(psnr.is_finite(), "PSNR {psnr}");
+    assert!(
+        psnr > e.floor_db,
+        "{name}: PSNR {psnr:.2} dB at 2 bpv is below the floor {} dB",
+        e.floor_db
+    );
+    assert_eq!(c["voxels"], voxels(e.shape) as u64);
+    // compress reports the quality of the decoder's own output: the same number.
+    let reported = report["quality"]["psnr_db"].as_f64().unwrap();
+    assert!(
+        (reported - psnr).abs() < 0.05,
+        "compress reported {reported:.3} dB, compare measured {psnr:.3} dB"
+    );
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn round_trip_big_endian_i16_keeps_header() {
+    round_trip(
+        BE_MRI,
+        "decoded.nii",
+        Expect {
+            shape: [33, 41, 25, 1],
+            datatype: "i16",
+            nifti_version: 1,
+            byte_order: "big-endian",
+            floor_db: FLOOR_BE_MRI_2BPV,
+        },
+    );
+}
+
+#[test]
+fn round_trip_nifti2_4d_keeps_header_and_extension() {
+    round_trip(
+        NIFTI2_4D,
+        "decoded.nii.gz",
+        Expect {
+            shape: [32, 20, 12, 2],
+            datatype: "i16",
+            nifti_version: 2,
+            byte_order: "little-endian",
+            floor_db: FLOOR_NIFTI2_2BPV,
+        },
+    );
+}
+
+#[test]
+fn round_trip_scaled_fmri_keeps_scl_slope() {
+    let h = read_nifti(&data(FMRI)).unwrap().header;
+    assert!(
+        h.scl_slope != 0.0 && h.scl_slope != 1.0,
+        "sample lost its scaling"
+    );
+    round_trip(
+        FMRI,
+        "decoded.nii",
+        Expect {
+            shape: [17, 21, 3, 20],
+            datatype: "i16",
+            nifti_version: 1,
+            byte_order: "little-endian",
+            floor_db: FLOOR_FMRI_2BPV,
+        },
+    );
+}
+
+/// File size for a target of `bytes`: at most that, and within 3 % below it.
+fn assert_size_within_3_percent(actual: u64, target: f64, what: &str) {
+    let target = target.round();
+    assert!(
+        actual as f64 <= target && actual as f64 >= 0.97 * target,
+        "{what}: {actual} bytes for a target of {target} bytes"
+    );
+}
+
+#[test]
+fn bpv_target_lands_within_3_percent() {
+    let dir = tempdir();
+    for name in [BE_MRI, NIFTI2_4D, FMRI] {
+        let n = voxels(read_nifti(&data(name)).unwrap().shape()) as f64;
+        for bpv in [2.0, 4.0] {
+            let out = dir.path().join(format!("{name}.{bpv}.minr"));
+            let r = compress(&data(name), &out, &["--bpv", &bpv.to_string()]);
+            let size = fs::metadata(&out).unwrap().len();
+            assert_size_within_3_percent(size, bpv * n / 8.0, &format!("{name} --bpv {bpv}"));
+            assert_eq!(r["target_bytes"].as_f64().unwrap(), (bpv * n / 8.0).round());
+        }
+    }
+}
+
+#[test]
+fn ratio_target_lands_within_3_percent() {
+    let dir = tempdir();
+    for name in [BE_MRI, NIFTI2_4D, FMRI] {
+        let v = read_nifti(&data(name)).unwrap();
+        // The ratio is against the stored data: voxels × stored bits (all three are i16).
+        let stored_bytes = voxels(v.shape()) as f64 * v.header.datatype().bytes() as f64;
+        for ratio in [8.0, 16.0] {
+            let out = dir.path().join(format!("{name}.r{ratio}.minr"));
+            compress(&data(name), &out, &["--ratio", &ratio.to_string()]);
+            let size = fs::metadata(&out).unwrap().len();
+            assert_size_within_3_percent(
+                size,
+                stored_bytes / ratio,
+                &format!("{name} --ratio {ratio}"),
+            );
+            let reported = info(&out)["ratio"].as_f64().unwrap();
+            assert!(
+                reported >= ratio * 0.999 && reported <= ratio / 0.97,
+                "{name}: info ratio {reported} for --ratio {ratio}"
+            );
+        }
+    }
+}
+
+#[test]
+fn psnr_target_is_met() {
+    let dir = tempdir();
+    let minr = dir.path().join("q.minr");
+    let psnr = REACHABLE_PSNR.to_string();
+    let r = compress(&data(BE_MRI), &minr, &["--psnr", &psnr]);
+    assert!(r["quality"]["psnr_db"].as_f64().unwrap() >= REACHABLE_PSNR);
+    let decoded = dir.path().join("q.nii");
+    decompress(&minr, &decoded, &[]).ok();
+    let measured = compare(&data(BE_MRI), &decoded)["psnr_db"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        measured >= REACHABLE_PSNR,
+        "--psnr {REACHABLE_PSNR} gave {measured:.3} dB"
+    );
+    // A PSNR target should not cost a rate far above what reaching it needs (measured ~0.5 bpv).
+    assert!(r["bits_per_voxel"].as_f64().unwrap() < 2.0, "{r}");
+}
+
+#[test]
+fn unreachable_targets_exit_4_and_write_nothing() {
+    let dir = tempdir();
+    let out = dir.path().join("x.minr");
+    let e = EFFORT;
+    medinr([
+        "compress".as_ref(),
+        data(BE_MRI).as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-q".as_ref(),
+        "--effort".as_ref(),
+        e.as_ref(),
+        "--bpv".as_ref(),
+        "0.05".as_ref(),
+    ])
+    .fails(4, "ask for a higher rate");
+    medinr([
+        "compress".as_ref(),
+        data(BE_MRI).as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-q".as_ref(),
+        "--effort".as_ref(),
+        "0.02".as_ref(),
+        "--psnr".as_ref(),
+        "60".as_ref(),
+    ])
+    .fails(4, "out of reach");
+    assert!(!out.exists());
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn invalid_targets_are_usage_errors() {
+    let dir = tempdir();
+    let out = dir.path().join("x.minr");
+    let input = data(BE_MRI);
+    let base = |extra: &[&str]| {
+        let mut a: Vec<&OsStr> = vec![
+            "compress".as_ref(),
+            input.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "-q".as_ref(),
+        ];
+        a.extend(extra.iter().map(|s| OsStr::new(*s)));
+        medinr(a)
+    };
+    base(&["--bpv=-1"]).fails(2, "must be positive");
+    base(&["--ratio", "0"]).fails(2, "must be positive");
+    base(&["--psnr", "inf"]).fails(2, "must be positive and finite");
+    base(&["--bpv", "2", "--ratio", "3"]).fails(2, "cannot be used with");
+    assert!(!out.exists());
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn decompress_to_another_grid_keeps_the_field_of_view() {
+    let dir = tempdir();
+    for (name, shape_arg, expect) in [
+        (BE_MRI, "17,21,13", [17usize, 21, 13, 1]),
+        (NIFTI2_4D, "16,10,6", [16, 10, 6, 2]),
+        (NIFTI2_4D, "63,39,23,3", [63, 39, 23, 3]),
+    ] {
+        let minr = dir.path().join(format!("{name}.minr"));
+        if !minr.exists() {
+            compress(&data(name), &minr, &["--bpv", "2"]);
+        }
+        let out = dir.path().join(format!("{name}.{shape_arg}.nii.gz"));
+        decompress(&minr, &out, &["--shape", shape_arg]).ok();
+        let original = read_nifti(&data(name)).unwrap().header;
+        let v = read_nifti(&out).unwrap();
+        assert_eq!(v.shape(), expect, "--shape {shape_arg}");
+        assert_eq!(v.data.len(), voxels(expect));
+        assert_eq!(v.header.datatype(), original.datatype());
+        assert_eq!(v.header.descrip, original.descrip);
+        assert_eq!(v.header.is_nifti2(), original.is_nifti2());
+        let o = original.shape();
+        let last = |s: [usize; 4]| [s[0] as f64 - 1.0, s[1] as f64 - 1.0, s[2] as f64 - 1.0];
+        let (a, b) = (original.affine(), v.header.affine());
+        assert_close3(
+            world(&a, [0.0; 3]),
+            world(&b, [0.0; 3]),
+            1e-3,
+            "first voxel",
+        );
+        assert_close3(
+            world(&a, last(o)),
+            world(&b, last(expect)),
+            1e-3,
+            "last voxel",
+        );
+    }
+    assert_no_temp_files(dir.path());
+}
+
+/// Width and height from a PNG's IHDR, after checking the signature and decoding it.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+    let mut reader = decoder.read_info().expect("PNG header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).expect("PNG data");
+    assert_eq!((frame.width, frame.height), (w, h));
+    let pixels = &buf[..frame.buffer_size()];
+    assert!(
+        pixels.iter().any(|&p| p != pixels[0]),
+        "{path:?} is a blank picture: {:?} {:?}",
+        frame,
+        &pixels[..pixels.len().min(64)]
+    );
+    (w, h)
+}
+
+#[test]
+fn slice_to_png_has_the_plane_size_on_each_axis() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let [nx, ny, nz, _] = [33u32, 41, 25, 1];
+    for (axis, size) in [("x", (ny, nz)), ("y", (nx, nz)), ("z", (nx, ny))] {
+        let out = dir.path().join(format!("{axis}.png"));
+        slice(&minr, &out, &["--axis", axis]).ok();
+        assert_eq!(png_size(&out), size, "axis {axis}");
+        let out = dir.path().join(format!("{axis}.win.png"));
+        slice(
+            &minr,
+            &out,
+            &["--axis", axis, "--index", "12", "--window=8000,16000"],
+        )
+        .ok();
+        assert_eq!(png_size(&out), size, "axis {axis}, windowed");
+    }
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn slice_to_nifti_equals_the_plane_of_a_full_decompress() {
+    let dir = tempdir();
+    for name in [BE_MRI, NIFTI2_4D] {
+        let minr = compressed(dir.path(), name);
+        let full_path = dir.path().join(format!("{name}.full.nii"));
+        decompress(&minr, &full_path, &[]).ok();
+        let full = read_nifti(&full_path).unwrap();
+        let shape = full.shape();
+        let frames: Vec<usize> = (0..shape[3]).collect();
+        for axis in 0..3 {
+            for index in [0, shape[axis] / 2, shape[axis] - 1] {
+                for &frame in &frames {
+                    let out = dir
+                        .path()
+                        .join(format!("{name}.{axis}.{index}.{frame}.nii.gz"));
+                    let (ax, ix, fr) =
+                        (["x", "y", "z"][axis], index.to_string(), frame.to_string());
+                    slice(&minr, &out, &["--axis", ax, "--index", &ix, "--frame", &fr]).ok();
+                    let s = read_nifti(&out).unwrap();
+                    let mut expect_shape = shape;
+                    expect_shape[axis] = 1;
+                    expect_shape[3] = 1;
+                    assert_eq!(s.shape(), expect_shape, "{name} axis {ax} index {index}");
+                    let [nx, ny, nz, _] = shape;
+                    let mut plane = Vec::new();
+                    for z in 0..nz {
+                        for y in 0..ny {
+                            for x in 0..nx {
+                                if [x, y, z][axis] == index {
+                                    plane.push(full.data[x + nx * (y + ny * (z + nz * frame))]);
+                                }
+                            }
+                        }
+                    }
+                    assert!(
+                        s.data == plane,
+                        "{name}: slice {ax}={index} frame {frame} differs from the full decode"
+                    );
+                    // The slice sits where that plane lies in the original's world space.
+                    let mut ijk = [0.0; 3];
+                    ijk[axis] = index as f64;
+                    assert_close3(
+                        world(&s.header.affine(), [0.0; 3]),
+                        world(&full.header.affine(), ijk),
+                        1e-3,
+                        "slice origin",
+                    );
+                    assert_eq!(s.header.datatype(), full.header.datatype());
+                }
+            }
+        }
+    }
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn slice_outside_the_scan_is_exit_2() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let minr4 = compressed(dir.path(), NIFTI2_4D);
+    let out = dir.path().join("s.png");
+    slice(&minr, &out, &["--axis", "x", "--index", "33"])
+        .fails(2, "slice 33 does not exist on axis x");
+    slice(&minr, &out, &["--axis", "y", "--index", "41"])
+        .fails(2, "slice 41 does not exist on axis y");
+    slice(&minr, &out, &["--axis", "z", "--index", "1000"])
+        .fails(2, "slice 1000 does not exist on axis z");
+    slice(&minr, &out, &["--frame", "1"]).fails(2, "frame 1 does not exist");
+    slice(&minr4, &out, &["--frame", "2"]).fails(2, "frame 2 does not exist");
+    slice(&minr4, &out, &["--frame", "1"]).ok();
+    fs::remove_file(&out).unwrap();
+    slice(&minr, &dir.path().join("s.txt"), &[]).fails(2, "must end in .png, .nii or .nii.gz");
+    assert!(!out.exists());
+    assert_no_temp_files(dir.path());
+}
+
+/// (offset, payload length) of each section of a `.minr` file, END included.
+fn sections(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 12;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        out.push((pos, len));
+        if &bytes[pos..pos + 4] == b"END " {
+            break;
+        }
+        pos += 12 + len;
+    }
+    out
+}
+
+/// info, decompress and slice all refuse `bad` with exit 3 and `phrase`, writing nothing.
+fn assert_refused(dir: &Path, bad: &Path, phrase: &str) {
+    medinr([OsStr::new("info"), bad.as_os_str()]).fails(3, phrase);
+    let out = dir.join("out.nii");
+    decompress(bad, &out, &[]).fails(3, phrase);
+    let png = dir.join("out.png");
+    slice(bad, &png, &[]).fails(3, phrase);
+    assert!(!out.exists() && !png.exists());
+    assert_no_temp_files(dir);
+}
+
+#[test]
+fn truncated_minr_is_refused() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let bytes = fs::read(&minr).unwrap();
+    let n = bytes.len();
+    let bad = dir.path().join("cut.minr");
+    for cut in [
+        0,
+        5,
+        8,
+        11,
+        12,
+        16,
+        20,
+        100,
+        n / 3,
+        n / 2,
+        n - 13,
+        n - 5,
+        n - 1,
+    ] {
+        fs::write(&bad, &bytes[..cut]).unwrap();
+        let phrase = if cut < 8 { "bad magic" } else { "truncated" };
+        assert_refused(dir.path(), &bad, phrase);
+    }
+}
+
+#[test]
+fn bit_flipped_minr_fails_its_checksum() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let bytes = fs::read(&minr).unwrap();
+    let bad = dir.path().join("flip.minr");
+    let secs = sections(&bytes);
+    assert!(secs.len() >= 4, "sections {secs:?}");
+    for &(pos, len) in &secs {
+        // First, middle and last payload byte, and the CRC.
+        let mut offsets = vec![pos + 8 + len];
+        if len > 0 {
+            offsets.extend([pos + 8, pos + 8 + len / 2, pos + 8 + len - 1]);
+        }
+        for off in offsets {
+            for mask in [0x01u8, 0x80] {
+                let mut b = bytes.clone();
+                b[off] ^= mask;
+                fs::write(&bad, &b).unwrap();
+                assert_refused(dir.path(), &bad, "checksum mismatch");
+            }
+        }
+    }
+    // Damage to the framing (tags, lengths, magic, version) is refused too, if not as a
+    // checksum error.
+    for off in [0, 3, 9, secs[1].0, secs[1].0 + 5, secs[2].0 + 4] {
+        let mut b = bytes.clone();
+        b[off] ^= 0x40;
+        fs::write(&bad, &b).unwrap();
+        assert_refused(dir.path(), &bad, "medinr: error:");
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(n: usize, mut s: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_bytes_are_neither_minr_nor_nifti() {
+    let dir = tempdir();
+    let bad = dir.path().join("noise.minr");
+    fs::write(&bad, noise(5000, 0x1234_5678_9abc_def1)).unwrap();
+    assert_refused(dir.path(), &bad, "not a .minr file (bad magic)");
+    let out = dir.path().join("x.minr");
+    medinr([
+        "compress".as_ref(),
+        bad.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-q".as_ref(),
+    ])
+    .fails(3, "not a NIfTI file");
+    let nii = dir.path().join("noise.nii");
+    fs::write(&nii, noise(4000, 99)).unwrap();
+    medinr([
+        OsStr::new("compare"),
+        data(BE_MRI).as_os_str(),
+        nii.as_os_str(),
+    ])
+    .fails(3, "not a NIfTI file");
+    // A .minr given where a NIfTI is expected.
+    let minr = compressed(dir.path(), BE_MRI);
+    medinr([
+        "compress".as_ref(),
+        minr.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-q".as_ref(),
+    ])
+    .fails(3, "not a NIfTI file");
+    assert!(!out.exists());
+    assert_no_temp_files(dir.path());
+}
+
+fn compress_fails(dir: &Path, input: &Path, code: i32, phrase: &str) {
+    let out = dir.join("never.minr");
+    medinr([
+        "compress".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-q".as_ref(),
+        "--effort".as_ref(),
+        EFFORT.as_ref(),
+        "--bpv".as_ref(),
+        "2".as_ref(),
+    ])
+    .fails(code, phrase);
+    assert!(!out.exists());
+    assert_no_temp_files(dir);
+}
+
+#[test]
+fn nifti_whose_header_lies_about_its_size_is_refused() {
+    let dir = tempdir();
+    let bytes = fs::read(data(BE_MRI)).unwrap();
+    let bad = dir.path().join("short.nii");
+    for (cut, phrase) in [
+        (0, "truncated"),
+        (3, "truncated"),
+        (200, "a NIfTI-1 header needs 348 bytes"),
+        (350, "truncated"),
+        (30_000, "67650 bytes"),
+        (bytes.len() - 1, "truncated"),
+    ] {
+        fs::write(&bad, &bytes[..cut]).unwrap();
+        compress_fails(dir.path(), &bad, 3, phrase);
+        medinr([
+            OsStr::new("compare"),
+            data(BE_MRI).as_os_str(),
+            bad.as_os_str(),
+        ])
+        .fails(3, phrase);
+    }
+    // Whole file, but dim[3] doubled (big-endian i16 at offset 46).
+    let mut b = bytes.clone();
+    b[46..48].copy_from_slice(&50i16.to_be_bytes());
+    fs::write(&bad, &b).unwrap();
+    compress_fails(dir.path(), &bad, 3, "truncated: header says 67650 voxels");
+    // A cut gzip stream: inside the deflate data, and only the 8-byte trailer (CRC-32 and
+    // length) missing.
+    let gz = fs::read(data(NIFTI2_4D)).unwrap();
+    let bad = dir.path().join("short.nii.gz");
+    for cut in [100, gz.len() / 2, gz.len() - 30, gz.len() - 8, gz.len() - 4] {
+        fs::write(&bad, &gz[..cut]).unwrap();
+        compress_fails(dir.path(), &bad, 3, "gzip");
+    }
+}
+
+#[test]
+fn corrupted_gzip_fails_its_crc() {
+    let dir = tempdir();
+    let gz = fs::read(data(NIFTI2_4D)).unwrap();
+    let bad = dir.path().join("bad_crc.nii.gz");
+    // The stored CRC-32 of the uncompressed data (gzip trailer, bytes -8..-4).
+    let mut b = gz.clone();
+    let n = b.len();
+    b[n - 6] ^= 0xff;
+    fs::write(&bad, &b).unwrap();
+    compress_fails(dir.path(), &bad, 3, "gzip");
+    // A voxel byte changed inside a stored (uncompressed) deflate block: the stream still
+    // inflates, only the CRC tells.
+    let raw = {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    std::io::Write::write_all(&mut enc, &raw).unwrap();
+    let mut stored = enc.finish().unwrap();
+    let mid = stored.len() / 2;
+    stored[mid] ^= 0x01;
+    fs::write(&bad, &stored).unwrap();
+    compress_fails(dir.path(), &bad, 3, "gzip");
+}
+
+#[test]
+fn unsupported_datatype_is_refused() {
+    let dir = tempdir();
+    // Big-endian NIfTI-1: datatype is the i16 at offset 70, stored big-endian.
+    let mut be = fs::read(data(BE_MRI)).unwrap();
+    assert_eq!(i16::from_be_bytes([be[70], be[71]]), 4, "sample is not i16");
+    be[70..72].copy_from_slice(&32i16.to_be_bytes());
+    let bad = dir.path().join("complex_be.nii");
+    fs::write(&bad, &be).unwrap();
+    compress_fails(
+        dir.path(),
+        &bad,
+        3,
+        "unsupported NIfTI datatype 32 (DT_COMPLEX64)",
+    );
+    // Little-endian NIfTI-1.
+    let mut le = fs::read(data(FMRI)).unwrap();
+    assert_eq!(i16::from_le_bytes([le[70], le[71]]), 4, "sample is not i16");
+    le[70..72].copy_from_slice(&32i16.to_le_bytes());
+    let bad = dir.path().join("complex_le.nii");
+    fs::write(&bad, &le).unwrap();
+    compress_fails(dir.path(), &bad, 3, "unsupported NIfTI datatype 32");
+    medinr([
+        OsStr::new("compare"),
+        data(FMRI).as_os_str(),
+        bad.as_os_str(),
+    ])
+    .fails(3, "unsupported NIfTI datatype 32");
+}
+
+/// The big-endian sample as f32 (same header otherwise), with `bad` voxels set.
+fn float_scan_with(path: &Path, bad: &[([usize; 3], f32)]) {
+    let v = read_nifti(&data(BE_MRI)).unwrap();
+    let mut raw = v.header.to_bytes();
+    raw[70..72].copy_from_slice(&16i16.to_be_bytes()); // datatype f32
+    raw[72..74].copy_from_slice(&32i16.to_be_bytes()); // bitpix
+    let header = Header::from_bytes(&raw).unwrap();
+    assert_eq!(header.datatype().name(), "f32");
+    let [nx, ny, _, _] = header.shape();
+    let mut data = v.data.clone();
+    for &([x, y, z], value) in bad {
+        data[x + nx * (y + ny * z)] = value;
+    }
+    write_nifti(path, &Volume { data, header }, false).unwrap();
+}
+
+#[test]
+fn nan_voxels_need_nan_fill() {
+    let dir = tempdir();
+    let scan = dir.path().join("nan.nii");
+    float_scan_with(&scan, &[([5, 6, 7], f32::NAN), ([8, 9, 10], f32::INFINITY)]);
+    assert!(read_nifti(&scan).unwrap().data.iter().any(|v| v.is_nan()));
+    compress_fails(
+        dir.path(),
+        &scan,
+        3,
+        "the scan has 2 NaN or infinite voxels (first at x=5, y=6, z=7, t=0)",
+    );
+    compress_fails(dir.path(), &scan, 3, "--nan-fill");
+
+    let minr = dir.path().join("filled.minr");
+    compress(&scan, &minr, &["--bpv", "2", "--nan-fill", "0"]);
+    let out = dir.path().join("filled.nii");
+    decompress(&minr, &out, &[]).ok();
+    let v = read_nifti(&out).unwrap();
+    assert_eq!(v.header.datatype().name(), "f32");
+    assert!(v.data.iter().all(|x| x.is_finite()));
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn existing_output_needs_force() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let keep = b"do not overwrite me".to_vec();
+    let target = dir.path().join("existing");
+    let input = data(BE_MRI);
+
+    // compress
+    let out = target.with_extension("minr");
+    fs::write(&out, &keep).unwrap();
+    let args = |force: bool| {
+        let mut a: Vec<&OsStr> = vec![
+            "compress".as_ref(),
+            input.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "-q".as_ref(),
+            "--effort".as_ref(),
+            EFFORT.as_ref(),
+            "--bpv".as_ref(),
+            "1".as_ref(),
+        ];
+        if force {
+            a.push("--force".as_ref());
+        }
+        a
+    };
+    medinr(args(false)).fails(5, "exists; pass --force");
+    assert_eq!(fs::read(&out).unwrap(), keep);
+    medinr(args(true)).ok();
+    info(&out);
+
+    // decompress
+    let out = target.with_extension("nii");
+    fs::write(&out, &keep).unwrap();
+    decompress(&minr, &out, &[]).fails(5, "exists; pass --force");
+    assert_eq!(fs::read(&out).unwrap(), keep);
+    decompress(&minr, &out, &["--force"]).ok();
+    assert_eq!(read_nifti(&out).unwrap().shape(), [33, 41, 25, 1]);
+
+    // slice
+    let out = target.with_extension("png");
+    fs::write(&out, &keep).unwrap();
+    slice(&minr, &out, &[]).fails(5, "exists; pass --force");
+    assert_eq!(fs::read(&out).unwrap(), keep);
+    slice(&minr, &out, &["--force"]).ok();
+    png_size(&out);
+
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn output_equal_to_input_is_refused() {
+    let dir = tempdir();
+    let nii = dir.path().join("in.nii");
+    fs::copy(data(BE_MRI), &nii).unwrap();
+    let nii_bytes = fs::read(&nii).unwrap();
+    let minr = compressed(dir.path(), BE_MRI);
+    let minr_bytes = fs::read(&minr).unwrap();
+    // The same file spelt another way.
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    let nii_alias = sub.join("..").join("in.nii");
+    let minr_alias = dir.path().join(".").join(minr.file_name().unwrap());
+
+    for (output, force) in [(&nii, false), (&nii, true), (&nii_alias, true)] {
+        let mut a: Vec<&OsStr> = vec![
+            "compress".as_ref(),
+            nii.as_os_str(),
+            "-o".as_ref(),
+            output.as_os_str(),
+            "-q".as_ref(),
+        ];
+        if force {
+            a.push("--force".as_ref());
+        }
+        medinr(a).fails(5, "is the input file");
+    }
+    for output in [&minr, &minr_alias] {
+        decompress(&minr, output, &["--force"]).fails(5, "is the input file");
+        slice(&minr, output, &["--force"]).fails(5, "is the input file");
+    }
+    assert_eq!(fs::read(&nii).unwrap(), nii_bytes);
+    assert_eq!(fs::read(&minr).unwrap(), minr_bytes);
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn unwritable_output_fails_cleanly() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    // A directory where the file should go (with --force, so medinr tries to replace it),
+    // and a directory that does not exist.
+    let occupied = dir.path().join("occupied.nii");
+    fs::create_dir(&occupied).unwrap();
+    fs::write(occupied.join("keep"), b"k").unwrap();
+    let occupied_png = dir.path().join("occupied.png");
+    fs::create_dir(&occupied_png).unwrap();
+    let missing = dir.path().join("no").join("such").join("dir.nii");
+    for run in [
+        decompress(&minr, &occupied, &["--force"]),
+        slice(&minr, &occupied_png, &["--force"]),
+        decompress(&minr, &missing, &[]),
+    ] {
+        assert_ne!(run.code, 0, "medinr {} succeeded", run.args);
+        // Exit 3 means "an input file is unreadable, corrupted or unsupported"; the input
+        // here is fine, the output is the problem.
+        assert!(
+            run.code == 1 || run.code == 5,
+            "medinr {}: exit {} for an unwritable output:\n{}",
+            run.args,
+            run.code,
+            run.stderr
+        );
+        assert!(
+            run.stderr.starts_with("medinr: error: writing "),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.matches("os error").count() <= 1,
+            "the OS error is repeated:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(fs::read(occupied.join("keep")).unwrap(), b"k");
+    assert_no_temp_files(dir.path());
+    assert_no_temp_files(&occupied);
+}
+
+#[test]
+fn same_seed_gives_identical_files() {
+    let dir = tempdir();
+    for name in [BE_MRI, NIFTI2_4D] {
+        let file = |seed: &str, k: usize| {
+            let out = dir.path().join(format!("{name}.{seed}.{k}.minr"));
+            compress(&data(name), &out, &["--bpv", "1", "--seed", seed]);
+            fs::read(out).unwrap()
+        };
+        let a = file("7", 0);
+        let b = file("7", 1);
+        assert!(a == b, "{name}: seed 7 twice gave different files");
+        assert!(file("8", 0) != a, "{name}: the seed has no effect");
+    }
+}
+
+#[test]
+fn compare_refuses_different_shapes() {
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let out = dir.path().join("plane.nii");
+    slice(&minr, &out, &[]).ok();
+    medinr([
+        OsStr::new("compare"),
+        data(BE_MRI).as_os_str(),
+        out.as_os_str(),
+    ])
+    .fails(3, "shapes differ");
+}
+
+/// The one full-size scan (181×217×181): compress, one slice, a coarse grid, full compare.
+#[test]
+fn colin27_whole_head() {
+    let dir = tempdir();
+    let minr = dir.path().join("colin.minr");
+    let r = compress(&data(COLIN), &minr, &["--bpv", "0.1", "--effort", "0.02"]);
+    let n = 181.0 * 217.0 * 181.0;
+    assert_size_within_3_percent(
+        fs::metadata(&minr).unwrap().len(),
+        0.1 * n / 8.0,
+        "colin27 --bpv 0.1",
+    );
+    let png = dir.path().join("axial.png");
+    slice(&minr, &png, &["--axis", "z"]).ok();
+    assert_eq!(png_size(&png), (181, 217));
+
+    let decoded = dir.path().join("colin.nii.gz");
+    decompress(&minr, &decoded, &[]).ok();
+    let original = read_nifti(&data(COLIN)).unwrap();
+    assert_same_header(&original.header, &read_nifti(&decoded).unwrap().header);
+    let psnr = compare(&data(COLIN), &decoded)["psnr_db"].as_f64().unwrap();
+    assert!(
+        psnr > FLOOR_COLIN_0_1BPV,
+        "colin27: PSNR {psnr:.2} dB at 0.1 bpv"
+    );
+    let reported = r["quality"]["psnr_db"].as_f64().unwrap();
+    assert!((reported - psnr).abs() < 0.05, "{reported} vs {psnr}");
+    assert_no_temp_files(dir.path());
+}
