@@ -127,7 +127,7 @@ struct DecompressArgs {
     output: PathBuf,
     /// Output grid, e.g. 362,434,362 (or 4 values for a series); default: the original grid.
     #[arg(long, value_parser = parse_shape)]
-    shape: Option<Vec<usize>>,
+    shape: Option<Shape>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
     #[arg(long)]
@@ -179,10 +179,14 @@ struct CompareArgs {
     json: bool,
 }
 
-fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+/// An output grid given on the command line (3 or 4 sizes).
+#[derive(Clone)]
+struct Shape(Vec<usize>);
+
+fn parse_shape(s: &str) -> Result<Shape, String> {
     let v: Result<Vec<usize>, _> = s.split(',').map(|p| p.trim().parse::<usize>()).collect();
     match v {
-        Ok(v) if (3..=4).contains(&v.len()) && v.iter().all(|&n| n > 0) => Ok(v),
+        Ok(v) if (3..=4).contains(&v.len()) && v.iter().all(|&n| n > 0) => Ok(Shape(v)),
         _ => Err(format!(
             "'{s}' is not a shape like 362,434,362 (3 or 4 positive integers)"
         )),
@@ -294,6 +298,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// A failed write: exit 5 when the output exists (a race with another writer), else 1 — an
+/// unwritable output is not a problem with the input.
+fn write_failure(output: &Path, error: anyhow::Error) -> Failure {
+    let exists = error.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+    });
+    Failure {
+        code: if exists { exit::OUTPUT } else { exit::FAILURE },
+        error: error.context(format!("writing {}", output.display())),
+    }
+}
+
 /// Refuses to write over an input or over an existing file without --force.
 fn check_output(output: &Path, inputs: &[&Path], force: bool) -> Result<(), Failure> {
     for input in inputs {
@@ -363,7 +380,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         (_, _, Some(p)) => RateTarget::Psnr(p),
         _ => RateTarget::BitsPerVoxel(0.1),
     };
-    let volume = read_nifti(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    let volume = read_nifti(&a.input)?;
     let options = EncodeOptions {
         target,
         seed: a.seed,
@@ -400,14 +417,13 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         bar.finish_and_clear();
     }
     let bytes = file.to_bytes()?;
-    write_atomic(&a.output, &bytes, a.force)
-        .with_context(|| format!("writing {}", a.output.display()))?;
+    write_atomic(&a.output, &bytes, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let q = &report.quality;
         println!(
-            "{} -> {}: {} bytes, {:.4} bpv, ratio {:.1}:1\n  PSNR {:.2} dB  SSIM {:.4}  max abs error {}  MAE {:.3}\n  fit {:.1} s ({} steps), total {:.1} s, {} parameters",
+            "{} -> {}: {} bytes, {:.4} bpv, ratio {:.1}:1\n  PSNR {:.2} dB  SSIM {:.4}  max abs error {}  MAE {:.3}  (before quantization {:.2} dB)\n  fit {:.1} s ({} steps), total {:.1} s, {} parameters",
             a.input.display(),
             a.output.display(),
             report.bytes,
@@ -417,6 +433,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
             q.ssim,
             q.max_abs_error,
             q.mae,
+            report.unquantized_psnr_db,
             report.fit_seconds,
             report.steps,
             report.total_seconds,
@@ -433,7 +450,7 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
     let shape = match a.shape {
         None => None,
-        Some(s) => {
+        Some(Shape(s)) => {
             let orig = decoder.shape();
             let mut full = [s[0], s[1], s[2], orig[3]];
             if s.len() == 4 {
@@ -443,8 +460,7 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
         }
     };
     let volume = decoder.decode(shape)?;
-    write_nifti(&a.output, &volume, a.force)
-        .with_context(|| format!("writing {}", a.output.display()))?;
+    write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     Ok(())
 }
 
@@ -471,16 +487,14 @@ fn slice(a: SliceArgs) -> Result<(), Failure> {
         };
         let (w, h, pixels) = render::slice_pixels(&values, out_shape, axis, lo, hi);
         let png = render::encode_png(w, h, &pixels)?;
-        write_atomic(&a.output, &png, a.force)
-            .with_context(|| format!("writing {}", a.output.display()))?;
+        write_atomic(&a.output, &png, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         let header = render::slice_header(decoder.header(), axis, index, a.frame)?;
         let volume = Volume {
             data: values,
             header,
         };
-        write_nifti(&a.output, &volume, a.force)
-            .with_context(|| format!("writing {}", a.output.display()))?;
+        write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     } else {
         return Err(Failure {
             code: exit::USAGE,
