@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use crate::codec::container::FormatError;
 use crate::codec::payload::{overhead, Head, MinrFile, QuantTensor};
-use crate::codec::quantize::{dequantize, quantize, search_grid_step, steps_for, tensors_size};
+use crate::codec::quantize::{
+    dequantize, quantize, search_grid_step, steps_for, tensors_size, StepPlan,
+    DEFAULT_MLP_STEP_DIVISOR, MLP_STEP_DIVISORS,
+};
 use crate::decode::{Evaluator, Region};
 use crate::field::{tensor_specs, Field, FieldConfig, FieldError, Preset, QuantSteps};
 use crate::fit::{FitSettings, Progress, Sampler, Trainer};
@@ -75,6 +78,9 @@ pub struct EncodeReport {
     pub ratio: f64,
     /// PSNR / SSIM / errors of the decoded file against the input (the decoder's own output).
     pub quality: metrics::Comparison,
+    /// PSNR of the fitted field before quantization, on a random subset of voxels: the gap to
+    /// `quality.psnr_db` is what quantization and the rate cost.
+    pub unquantized_psnr_db: f64,
     pub fit_seconds: f64,
     pub total_seconds: f64,
     pub steps: usize,
@@ -153,6 +159,7 @@ pub fn encode(
         meta: &meta,
         fit_seconds: 0.0,
         steps: 0,
+        unquantized_psnr: f64::NAN,
     };
 
     let (file, grid_step, config) = match (target_bytes, options.target) {
@@ -169,6 +176,7 @@ pub fn encode(
         bits_per_voxel: bytes as f64 * 8.0 / voxels as f64,
         ratio: (stored_bits * voxels) as f64 / (bytes as f64 * 8.0),
         quality,
+        unquantized_psnr_db: ctx.unquantized_psnr,
         fit_seconds: ctx.fit_seconds,
         total_seconds: start.elapsed().as_secs_f64(),
         steps: ctx.steps,
@@ -242,6 +250,7 @@ struct Fit<'a> {
     meta: &'a str,
     fit_seconds: f64,
     steps: usize,
+    unquantized_psnr: f64,
 }
 
 impl Fit<'_> {
@@ -353,9 +362,9 @@ impl Fit<'_> {
         let config = field.config().clone();
         let specs = tensor_specs(&config);
         let fixed = overhead(&self.head(&config), self.nifti_header, Some(self.meta));
-        let search = |tensors: &[Vec<f32>]| {
-            search_grid_step(&specs, tensors, target, fixed).ok_or_else(|| {
-                let zeros = steps_for(&specs, tensors, f32::MAX);
+        let search = |tensors: &[Vec<f32>], plan: &StepPlan| {
+            search_grid_step(&specs, tensors, plan, target, fixed).ok_or_else(|| {
+                let zeros = steps_for(&specs, tensors, f32::MAX, plan);
                 EncodeError::TargetTooSmall {
                     target,
                     minimum: fixed + tensors_size(tensors, &zeros),
@@ -363,17 +372,50 @@ impl Fit<'_> {
             })
         };
         let tensors = field.tensors()?;
-        let found = search(&tensors)?;
-        let steps = steps_for(&specs, &tensors, found.grid_step);
+        let level_scales = self.level_scales(&field)?;
+        let probe = ProbeSet::new(self.shape, PSNR_PROBE_VOXELS, self.options.seed);
+        self.unquantized_psnr = self.probe_psnr(&config, &tensors, None, &probe)?;
+        // How finely to store the MLP against the grid: keep the split that reaches the best
+        // quality at this size, judged on the probe voxels.
+        let mut best: Option<(f64, StepPlan, f32)> = None;
+        let mut last_error = None;
+        for mlp_divisor in MLP_STEP_DIVISORS {
+            let plan = StepPlan {
+                level_scales: level_scales.clone(),
+                mlp_divisor,
+            };
+            let found = match search(&tensors, &plan) {
+                Ok(found) => found,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            let steps = steps_for(&specs, &tensors, found.grid_step, &plan);
+            let psnr = self.probe_psnr(&config, &tensors, Some(&steps), &probe)?;
+            if best.as_ref().is_none_or(|(p, _, _)| psnr > *p) {
+                best = Some((psnr, plan, found.grid_step));
+            }
+        }
+        let Some((_, plan, grid_step)) = best else {
+            return Err(last_error.unwrap_or(EncodeError::TargetTooSmall {
+                target,
+                minimum: fixed,
+            }));
+        };
+        let steps = steps_for(&specs, &tensors, grid_step, &plan);
         self.fine_tune(&field, &steps, progress)?;
         let tuned = field.tensors()?;
         let size = fixed + tensors_size(&tuned, &steps);
         // Fine-tuning moves the weights a little; keep its steps unless the size drifted.
         let (steps, grid_step) = if size <= target && size as f64 >= 0.97 * target as f64 {
-            (steps, found.grid_step)
+            (steps, grid_step)
         } else {
-            let again = search(&tuned)?;
-            (steps_for(&specs, &tuned, again.grid_step), again.grid_step)
+            let again = search(&tuned, &plan)?;
+            (
+                steps_for(&specs, &tuned, again.grid_step, &plan),
+                again.grid_step,
+            )
         };
         Ok((self.assemble(&config, &tuned, &steps), grid_step, config))
     }
@@ -393,8 +435,12 @@ impl Fit<'_> {
             let specs = tensor_specs(&config);
             let tensors = field.tensors()?;
             let probe = ProbeSet::new(self.shape, PSNR_PROBE_VOXELS, self.options.seed);
-            let fine = steps_for(&specs, &tensors, 1e-7);
-            let unquantized = self.probe_psnr(&config, &tensors, &fine, &probe)?;
+            let plan = StepPlan {
+                level_scales: self.level_scales(&field)?,
+                mlp_divisor: DEFAULT_MLP_STEP_DIVISOR,
+            };
+            let unquantized = self.probe_psnr(&config, &tensors, None, &probe)?;
+            self.unquantized_psnr = unquantized;
             best = best.max(unquantized);
             if unquantized < psnr + 0.3 {
                 parameters *= 3;
@@ -404,20 +450,20 @@ impl Fit<'_> {
             let (mut lo, mut hi) = (1e-7f32, 1.0f32);
             for _ in 0..24 {
                 let mid = (lo * hi).sqrt();
-                let steps = steps_for(&specs, &tensors, mid);
-                if self.probe_psnr(&config, &tensors, &steps, &probe)? >= psnr + 0.05 {
+                let steps = steps_for(&specs, &tensors, mid, &plan);
+                if self.probe_psnr(&config, &tensors, Some(&steps), &probe)? >= psnr + 0.05 {
                     lo = mid;
                 } else {
                     hi = mid;
                 }
             }
-            let steps = steps_for(&specs, &tensors, lo);
+            let steps = steps_for(&specs, &tensors, lo, &plan);
             self.fine_tune(&field, &steps, progress)?;
             let tuned = field.tensors()?;
             // Confirm on every voxel; tighten the step until the whole scan meets the target.
             let mut step = lo;
             for _ in 0..20 {
-                let steps = steps_for(&specs, &tuned, step);
+                let steps = steps_for(&specs, &tuned, step, &plan);
                 let file = self.assemble(&config, &tuned, &steps);
                 let decoded = self.decode_stored(&file, Region::Full)?;
                 let achieved = metrics::psnr(self.data, &decoded, metrics::data_range(self.data));
@@ -432,19 +478,42 @@ impl Fit<'_> {
         Err(EncodeError::PsnrUnreachable { asked: psnr, best })
     }
 
-    /// PSNR of the quantized field on the probe voxels, in stored values.
+    /// Relative quantization steps per grid level from each level's sensitivity: the MLP's
+    /// mean squared gain for that level's features times the voxels each table entry serves
+    /// (`voxels / entries`), measured on a probe of voxel centres.
+    fn level_scales(&self, field: &Field) -> Result<Vec<f32>, EncodeError> {
+        let config = field.config();
+        let probe = ProbeSet::new(self.shape, 1 << 16, self.options.seed ^ 2);
+        let coords = probe.coords(self.shape, config.dims);
+        let n = coords.len() / config.dims;
+        let x = candle_core::Tensor::from_vec(coords, (n, config.dims), &self.options.device)
+            .map_err(FieldError::from)?;
+        let gains = field.level_gains(&x)?;
+        let sensitivity: Vec<f64> = gains
+            .iter()
+            .enumerate()
+            .map(|(l, g)| g * self.voxels() as f64 / config.level_entries(l) as f64)
+            .collect();
+        Ok(crate::codec::quantize::level_scales(&sensitivity))
+    }
+
+    /// PSNR on the probe voxels, in stored values, of the field quantized with `steps` (or
+    /// as it is, with `None`).
     fn probe_psnr(
         &self,
         config: &FieldConfig,
         tensors: &[Vec<f32>],
-        steps: &[f32],
+        steps: Option<&[f32]>,
         probe: &ProbeSet,
     ) -> Result<f64, EncodeError> {
-        let deq: Vec<Vec<f32>> = tensors
-            .iter()
-            .zip(steps)
-            .map(|(t, &s)| dequantize(&quantize(t, s), s))
-            .collect();
+        let deq: Vec<Vec<f32>> = match steps {
+            Some(steps) => tensors
+                .iter()
+                .zip(steps)
+                .map(|(t, &s)| dequantize(&quantize(t, s), s))
+                .collect(),
+            None => tensors.to_vec(),
+        };
         let eval = Evaluator::new(config, &deq)?;
         let predicted = eval.evaluate(&probe.coords(self.shape, config.dims))?;
         let datatype = crate::volume::DataType::from_nifti_code(self.datatype).ok();

@@ -214,6 +214,34 @@ impl Field {
         Ok(x.squeeze(1)?)
     }
 
+    /// Mean squared gain of the output with respect to each level's features over `coords`
+    /// (`Σ_f mean_n (∂y_n/∂feature_{l,f})²`, one value per level): how strongly the MLP
+    /// listens to each level. Used to give each level its own quantization step.
+    pub fn level_gains(&self, coords: &Tensor) -> Result<Vec<f64>, FieldError> {
+        let op = HashGridEncode {
+            layout: self.layout.clone(),
+        };
+        let encoded = Var::from_tensor(&coords.apply_op2(self.table.as_tensor(), op)?.detach())?;
+        let mut x = encoded.as_tensor().clone();
+        let last = self.weights.len() - 1;
+        for (k, w) in self.weights.iter().enumerate() {
+            x = x.matmul(&w.as_tensor().detach().t()?)?;
+            if k < last {
+                x = x.apply_op1(activation::Relu)?;
+            }
+        }
+        let grads = x.sum_all()?.backward()?;
+        let n = coords.dim(0)?.max(1) as f64;
+        let per_feature = match grads.get(encoded.as_tensor()) {
+            Some(g) => g.sqr()?.sum(0)?.to_vec1::<f32>()?,
+            None => vec![0f32; self.layout.width()],
+        };
+        Ok(per_feature
+            .chunks(self.layout.features)
+            .map(|c| c.iter().map(|&v| v as f64).sum::<f64>() / n)
+            .collect())
+    }
+
     /// All parameters in file order (see `tensor_specs`).
     pub fn tensors(&self) -> Result<Vec<Vec<f32>>, FieldError> {
         let table = self.table.as_tensor().flatten_all()?.to_vec1::<f32>()?;
