@@ -6,7 +6,8 @@
 //!
 //! Codes every axial slice at each target rate (irreversible 9/7) and, with
 //! `--lossless`, once more with the reversible 5/3 wavelet, then prints size,
-//! quality (PSNR on the scan's own range, SSIM) and timings.
+//! quality (PSNR on the scan's own range, SSIM) and timings. The full study against medinr,
+//! with tables and plots, is `rd` (experiments/rd.rs).
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use medinr::baseline::jpeg2000::{code_volume, J2kMode};
 use medinr::metrics;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use medinr::volume::read_nifti;
 
 const USAGE: &str = "usage: j2k_sweep <scan.nii[.gz]> --bpv 0.05,0.1,0.25,0.5 [--lossless]";
 
@@ -59,46 +60,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// A scan as x-fastest `f32` values plus what the codec needs to know.
-struct Scan {
-    data: Vec<f32>,
-    shape: [usize; 4],
-    is_integer: bool,
-    datatype: NiftiType,
-}
-
-fn read_scan(path: &PathBuf) -> Result<Scan, Box<dyn Error>> {
-    let obj = ReaderOptions::new().read_file(path)?;
-    let header: &NiftiHeader = obj.header();
-    let datatype = header.data_type()?;
-    let rescaled = header.scl_slope != 0.0 && (header.scl_slope != 1.0 || header.scl_inter != 0.0);
-    let integer_type = matches!(
-        datatype,
-        NiftiType::Uint8
-            | NiftiType::Int8
-            | NiftiType::Uint16
-            | NiftiType::Int16
-            | NiftiType::Uint32
-            | NiftiType::Int32
-    );
-    let arr = obj.into_volume().into_ndarray::<f32>()?;
-    let dims = arr.shape().to_vec();
-    if dims.len() > 4 || dims.len() < 2 {
-        return Err(format!("unsupported rank {} ({dims:?})", dims.len()).into());
-    }
-    let mut shape = [1usize; 4];
-    shape[..dims.len()].copy_from_slice(&dims);
-    // Reversed axes iterated in logical order = x fastest.
-    let data: Vec<f32> = arr.t().iter().copied().collect();
-    Ok(Scan {
-        data,
-        shape,
-        // scl_slope/inter turn stored integers into non-integers: code as float.
-        is_integer: integer_type && !rescaled,
-        datatype,
-    })
-}
-
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -117,22 +78,26 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn Error>> {
-    let scan = read_scan(&args.path)?;
-    let voxels = scan.data.len();
-    let range = metrics::data_range(&scan.data);
+    // Stored values (before scl_slope/scl_inter), as `rd` and `medinr compare` use them.
+    let volume = read_nifti(&args.path)?;
+    let shape = volume.shape();
+    let datatype = volume.header.datatype();
+    let voxels = volume.data.len();
+    let range = metrics::data_range(&volume.data);
+    let is_integer = datatype.is_integer() && range < 65536.0;
     println!(
-        "{}: shape {:?}, {:?}{}, {} voxels, range {} (PSNR peak), {} slices coded as J2K codestreams",
+        "{}: shape {:?}, {}{}, {} voxels, range {} (PSNR peak), {} slices coded as J2K codestreams",
         args.path.display(),
-        scan.shape,
-        scan.datatype,
-        if scan.is_integer {
+        shape,
+        datatype.name(),
+        if is_integer {
             ""
         } else {
             " (quantised to 16 bits)"
         },
         voxels,
         range,
-        scan.shape[2] * scan.shape[3],
+        shape[2] * shape[3],
     );
     println!(
         "{:>10} {:>10} {:>11} {:>9} {:>8} {:>9} {:>8} {:>8} {:>5}",
@@ -144,8 +109,8 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         .map(|&bpv| J2kMode::Lossy { bpv })
         .chain(args.lossless.then_some(J2kMode::Lossless));
     for mode in modes {
-        let r = code_volume(&scan.data, scan.shape, scan.is_integer, mode)?;
-        let c = metrics::compare(&scan.data, &r.decoded, scan.shape)?;
+        let r = code_volume(&volume.data, shape, is_integer, mode)?;
+        let c = metrics::compare(&volume.data, &r.decoded, shape)?;
         let target = match mode {
             J2kMode::Lossy { bpv } => format!("{bpv}"),
             J2kMode::Lossless => "lossless".into(),
