@@ -5,7 +5,6 @@ use std::path::Path;
 
 use crate::codec::container::FormatError;
 use crate::codec::payload::MinrFile;
-use crate::codec::quantize::dequantize;
 use crate::decode::{Evaluator, Region};
 use crate::field::FieldError;
 use crate::volume::{DataType, Header, Volume, VolumeError};
@@ -59,7 +58,11 @@ impl Decoder {
     /// Parses and verifies everything (checksums, payloads, header/field consistency) before
     /// any voxel is produced.
     pub fn from_bytes(bytes: &[u8]) -> Result<Decoder, DecodeError> {
-        let file = MinrFile::parse(bytes)?;
+        Decoder::from_file(MinrFile::parse(bytes)?, bytes.len())
+    }
+
+    /// A decoder for a file already in memory (`bytes`: its size on disk, for reports).
+    pub fn from_file(file: MinrFile, bytes: usize) -> Result<Decoder, DecodeError> {
         let header = Header::from_bytes(&file.nifti_header)?;
         let field_shape = file.head.shape.map(|n| n as usize);
         if header.shape() != field_shape || header.datatype().nifti_code() != file.head.datatype {
@@ -70,17 +73,12 @@ impl Decoder {
                 field_type: file.head.datatype,
             });
         }
-        let tensors: Vec<Vec<f32>> = file
-            .tensors
-            .iter()
-            .map(|t| dequantize(&t.symbols, t.step))
-            .collect();
-        let evaluator = Evaluator::new(&file.head.field, &tensors)?;
+        let evaluator = Evaluator::new(&file.head.field, &file.dequantized())?;
         Ok(Decoder {
             file,
             header,
             evaluator,
-            bytes: bytes.len(),
+            bytes,
         })
     }
 

@@ -106,6 +106,8 @@ pub enum EncodeError {
     Format(#[from] FormatError),
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    #[error("the file just written does not decode: {0}")]
+    SelfCheck(#[from] crate::decoder::DecodeError),
 }
 
 /// Compresses `volume`.
@@ -529,20 +531,10 @@ impl Fit<'_> {
         ))
     }
 
-    /// Decodes a file exactly as the decoder will (dequantize, evaluate, map to stored values).
+    /// Decodes a file exactly as the decoder will: through `Decoder` itself.
     fn decode_stored(&self, file: &MinrFile, region: Region) -> Result<Vec<f32>, EncodeError> {
-        let deq: Vec<Vec<f32>> = file
-            .tensors
-            .iter()
-            .map(|t| dequantize(&t.symbols, t.step))
-            .collect();
-        let eval = Evaluator::new(&file.head.field, &deq)?;
-        let (values, _) = eval.grid(self.shape, region)?;
-        let datatype = crate::volume::DataType::from_nifti_code(self.datatype).ok();
-        Ok(values
-            .into_iter()
-            .map(|y| crate::decoder::to_stored(y, self.value_min, self.value_max, datatype))
-            .collect())
+        let decoder = crate::decoder::Decoder::from_file(file.clone(), 0)?;
+        Ok(decoder.region(self.shape, region)?.0)
     }
 }
 

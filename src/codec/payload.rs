@@ -163,6 +163,14 @@ impl MinrFile {
         Ok(c.to_bytes())
     }
 
+    /// The parameters as the decoder uses them (`symbol · step`, file order).
+    pub fn dequantized(&self) -> Vec<Vec<f32>> {
+        self.tensors
+            .iter()
+            .map(|t| crate::codec::quantize::dequantize(&t.symbols, t.step))
+            .collect()
+    }
+
     /// Parses and checks a file: container framing and checksums, then every payload.
     pub fn parse(bytes: &[u8]) -> Result<MinrFile, FormatError> {
         let c = Container::parse(bytes)?;

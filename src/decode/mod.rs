@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::field::grid::axis_coordinates;
-use crate::field::{tensor_specs, FieldConfig, FieldError, GridLayout};
+use crate::field::{check_tensors, FieldConfig, FieldError, GridLayout};
 
 /// Voxels evaluated by one parallel task.
 const TASK: usize = 1 << 13;
@@ -53,23 +53,7 @@ pub struct Evaluator {
 impl Evaluator {
     /// Builds the evaluator from parameters in file order (see `field::tensor_specs`).
     pub fn new(config: &FieldConfig, tensors: &[Vec<f32>]) -> Result<Evaluator, FieldError> {
-        config.validate()?;
-        let specs = tensor_specs(config);
-        if specs.len() != tensors.len() {
-            return Err(FieldError::TensorCount {
-                expected: specs.len(),
-                got: tensors.len(),
-            });
-        }
-        for (spec, t) in specs.iter().zip(tensors) {
-            if spec.len != t.len() {
-                return Err(FieldError::TensorLength {
-                    name: spec.name(),
-                    got: t.len(),
-                    expected: spec.len,
-                });
-            }
-        }
+        check_tensors(config, tensors)?;
         let levels = config.levels();
         let shapes = config.mlp_layers();
         let last = shapes.len() - 1;

@@ -78,6 +78,29 @@ pub fn tensor_specs(config: &FieldConfig) -> Vec<TensorSpec> {
     specs
 }
 
+/// Checks a configuration and that `tensors` (file order) have the counts and lengths it
+/// needs.
+pub fn check_tensors(config: &FieldConfig, tensors: &[Vec<f32>]) -> Result<(), FieldError> {
+    config.validate()?;
+    let specs = tensor_specs(config);
+    if specs.len() != tensors.len() {
+        return Err(FieldError::TensorCount {
+            expected: specs.len(),
+            got: tensors.len(),
+        });
+    }
+    for (spec, t) in specs.iter().zip(tensors) {
+        if spec.len != t.len() {
+            return Err(FieldError::TensorLength {
+                name: spec.name(),
+                got: t.len(),
+                expected: spec.len,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A trainable field.
 pub struct Field {
     config: FieldConfig,
@@ -116,23 +139,7 @@ impl Field {
         tensors: &[Vec<f32>],
         device: &Device,
     ) -> Result<Field, FieldError> {
-        config.validate()?;
-        let specs = tensor_specs(config);
-        if specs.len() != tensors.len() {
-            return Err(FieldError::TensorCount {
-                expected: specs.len(),
-                got: tensors.len(),
-            });
-        }
-        for (spec, t) in specs.iter().zip(tensors) {
-            if spec.len != t.len() {
-                return Err(FieldError::TensorLength {
-                    name: spec.name(),
-                    got: t.len(),
-                    expected: spec.len,
-                });
-            }
-        }
+        check_tensors(config, tensors)?;
         let layout = Arc::new(GridLayout::new(config));
         let levels = config.levels();
         let table: Vec<f32> = tensors[..levels].concat();
