@@ -1407,15 +1407,12 @@ impl Label {
 }
 
 fn encode_rgb_png(width: usize, height: usize, rgb: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header()?;
-        w.write_image_data(rgb)?;
-    }
-    Ok(out)
+    Ok(medinr::render::encode_png_as(
+        width,
+        height,
+        rgb,
+        png::ColorType::Rgb,
+    )?)
 }
 
 // ---------------------------------------------------------------------------------------------

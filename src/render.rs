@@ -43,10 +43,20 @@ pub fn encode_png(
     height: usize,
     pixels: &[u8],
 ) -> Result<Vec<u8>, png::EncodingError> {
+    encode_png_as(width, height, pixels, png::ColorType::Grayscale)
+}
+
+/// An 8-bit PNG of the given colour type (`pixels` packed accordingly, e.g. RGB triples).
+pub fn encode_png_as(
+    width: usize,
+    height: usize,
+    pixels: &[u8],
+    color: png::ColorType,
+) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
-        enc.set_color(png::ColorType::Grayscale);
+        enc.set_color(color);
         enc.set_depth(png::BitDepth::Eight);
         let mut writer = enc.write_header()?;
         writer.write_image_data(pixels)?;
