@@ -18,6 +18,24 @@ const PRIMES: [u32; MAX_DIMS] = [1, 2_654_435_761, 805_459_861, 3_674_653_429];
 /// Samples handled by one rayon task in the forward pass.
 const CHUNK: usize = 1024;
 
+/// Calls a kernel monomorphised for the layout's axes (3 or 4) and features (1, 2, 4 or 8);
+/// `FieldConfig::validate` guarantees one of those combinations.
+macro_rules! dispatch {
+    ($layout:ident, $kernel:ident($($arg:expr),*)) => {
+        match ($layout.dims, $layout.features) {
+            (3, 1) => $layout.$kernel::<3, 1>($($arg),*),
+            (3, 2) => $layout.$kernel::<3, 2>($($arg),*),
+            (3, 4) => $layout.$kernel::<3, 4>($($arg),*),
+            (3, 8) => $layout.$kernel::<3, 8>($($arg),*),
+            (4, 1) => $layout.$kernel::<4, 1>($($arg),*),
+            (4, 2) => $layout.$kernel::<4, 2>($($arg),*),
+            (4, 4) => $layout.$kernel::<4, 4>($($arg),*),
+            (4, 8) => $layout.$kernel::<4, 8>($($arg),*),
+            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
+        }
+    };
+}
+
 /// Where each level lives in the flat table and how it is indexed.
 #[derive(Debug, Clone)]
 pub struct GridLayout {
@@ -90,32 +108,12 @@ impl GridLayout {
 
     /// Encodes `coords` (`n × dims`, row-major) into `out` (`n × width`).
     pub fn forward(&self, table: &[f32], coords: &[f32], out: &mut [f32]) {
-        match (self.dims, self.features) {
-            (3, 1) => self.forward_impl::<3, 1>(table, coords, out),
-            (3, 2) => self.forward_impl::<3, 2>(table, coords, out),
-            (3, 4) => self.forward_impl::<3, 4>(table, coords, out),
-            (3, 8) => self.forward_impl::<3, 8>(table, coords, out),
-            (4, 1) => self.forward_impl::<4, 1>(table, coords, out),
-            (4, 2) => self.forward_impl::<4, 2>(table, coords, out),
-            (4, 4) => self.forward_impl::<4, 4>(table, coords, out),
-            (4, 8) => self.forward_impl::<4, 8>(table, coords, out),
-            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
-        }
+        dispatch!(self, forward_impl(table, coords, out))
     }
 
     /// Accumulates the table gradient for `grad_out` (`n × width`) into `grad_table`.
     pub fn backward(&self, coords: &[f32], grad_out: &[f32], grad_table: &mut [f32]) {
-        match (self.dims, self.features) {
-            (3, 1) => self.backward_impl::<3, 1>(coords, grad_out, grad_table),
-            (3, 2) => self.backward_impl::<3, 2>(coords, grad_out, grad_table),
-            (3, 4) => self.backward_impl::<3, 4>(coords, grad_out, grad_table),
-            (3, 8) => self.backward_impl::<3, 8>(coords, grad_out, grad_table),
-            (4, 1) => self.backward_impl::<4, 1>(coords, grad_out, grad_table),
-            (4, 2) => self.backward_impl::<4, 2>(coords, grad_out, grad_table),
-            (4, 4) => self.backward_impl::<4, 4>(coords, grad_out, grad_table),
-            (4, 8) => self.backward_impl::<4, 8>(coords, grad_out, grad_table),
-            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
-        }
+        dispatch!(self, backward_impl(coords, grad_out, grad_table))
     }
 
     fn forward_impl<const D: usize, const F: usize>(
@@ -312,17 +310,7 @@ impl GridLayout {
     /// where most levels are coarser than the voxels. The result is bit-identical to
     /// `forward` (same weights, same summation order); only the lookups are saved.
     pub fn forward_coherent(&self, table: &[f32], coords: &[f32], out: &mut [f32]) {
-        match (self.dims, self.features) {
-            (3, 1) => self.coherent_impl::<3, 1>(table, coords, out),
-            (3, 2) => self.coherent_impl::<3, 2>(table, coords, out),
-            (3, 4) => self.coherent_impl::<3, 4>(table, coords, out),
-            (3, 8) => self.coherent_impl::<3, 8>(table, coords, out),
-            (4, 1) => self.coherent_impl::<4, 1>(table, coords, out),
-            (4, 2) => self.coherent_impl::<4, 2>(table, coords, out),
-            (4, 4) => self.coherent_impl::<4, 4>(table, coords, out),
-            (4, 8) => self.coherent_impl::<4, 8>(table, coords, out),
-            (d, f) => unreachable!("config validated: dims {d}, features {f}"),
-        }
+        dispatch!(self, coherent_impl(table, coords, out))
     }
 
     fn coherent_impl<const D: usize, const F: usize>(
