@@ -13,8 +13,8 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use medinr::baseline::jpeg2000::{code_volume, J2kMode};
 use medinr::metrics;
+use medinr::study::{code_volume, J2kMode};
 use medinr::volume::read_nifti;
 
 const USAGE: &str = "usage: j2k_sweep <scan.nii[.gz]> --bpv 0.05,0.1,0.25,0.5 [--lossless]";

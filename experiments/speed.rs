@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
-use medinr::decode::{Evaluator, Region};
-use medinr::encoder::{encode, EncodeOptions, RateTarget};
-use medinr::field::{Field, FieldConfig, Preset};
-use medinr::fit::{FitSettings, Sampler, Silent, Trainer};
+use medinr::decoder::{Evaluator, Region};
+use medinr::encoder::{encode, EncodeOptions, RateTarget, Silent};
+use medinr::settings::FitSettings;
+use medinr::study::{Field, FieldConfig, Preset, RunPlan, Sampler, Trainer};
 use medinr::volume::read_nifti;
 
 #[global_allocator]
@@ -60,16 +60,20 @@ fn main() -> anyhow::Result<()> {
 
     // Fit throughput: warm up, then time steps.
     let field = Field::init(&config, 0, &Device::Cpu)?;
-    let settings = FitSettings {
+    let fit = FitSettings::default();
+    let warm_up = RunPlan {
         steps: 10,
-        ..FitSettings::default()
+        batch: fit.max_batch,
+        grid_lr: fit.grid_lr,
+        mlp_lr: fit.mlp_lr,
+        final_lr_fraction: fit.final_lr_fraction,
     };
-    let mut trainer = Trainer::new(&field, &settings, &Device::Cpu)?;
+    let mut trainer = Trainer::new(&field, &fit, &warm_up)?;
     let mut sampler = Sampler::new(&targets, shape, config.dims, 0);
-    trainer.run(&field, &mut sampler, &settings, None, &mut Silent)?;
-    let timed = FitSettings {
+    trainer.run(&field, &mut sampler, &warm_up, None, &mut Silent)?;
+    let timed = RunPlan {
         steps: 60,
-        ..settings.clone()
+        ..warm_up.clone()
     };
     let t = Instant::now();
     trainer.run(&field, &mut sampler, &timed, None, &mut Silent)?;

@@ -8,14 +8,13 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use medinr::atomic_file::write_atomic;
-use medinr::decode::Region;
-use medinr::decoder::{DecodeError, Decoder};
-use medinr::encoder::{encode, EncodeError, EncodeOptions, RateTarget};
-use medinr::field::Preset;
-use medinr::fit::Progress;
+use medinr::decoder::{DecodeError, Decoder, Region};
+#[cfg(feature = "train")]
+use medinr::encoder::{encode, Device, EncodeError, EncodeOptions, Preset, Progress, RateTarget};
+use medinr::metrics;
+use medinr::settings::EncoderSettings;
+use medinr::study::{self as render, write_atomic};
 use medinr::volume::{read_nifti, write_nifti, Volume, VolumeError};
-use medinr::{metrics, render};
 
 /// candle allocates a fresh buffer for every intermediate tensor; the system allocator hands
 /// those large buffers back to the kernel each time, and the page faults cost more than the
@@ -96,9 +95,13 @@ struct CompressArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
     /// Planned bits per stored parameter: trades field size against quantization precision
-    /// (advanced).
-    #[arg(long, default_value_t = medinr::encoder::DEFAULT_BITS_PER_PARAMETER)]
-    bits_per_parameter: f64,
+    /// (advanced; default 3.5, as in the settings).
+    #[arg(long)]
+    bits_per_parameter: Option<f64>,
+    /// Encoder settings as JSON (advanced): any subset of the documented settings; the rest
+    /// keep their defaults. The settings used are recorded in the file (`medinr info`).
+    #[arg(long)]
+    settings: Option<PathBuf>,
     /// Grid levels (advanced; default chosen for the rate).
     #[arg(long, requires_all = ["features", "hidden"])]
     levels: Option<usize>,
@@ -233,19 +236,20 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Picks the exit code from the library error at the root of a failure.
 fn classify(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
+        #[cfg(feature = "train")]
         if let Some(e) = cause.downcast_ref::<EncodeError>() {
             return match e {
                 EncodeError::NonFinite { .. } => exit::BAD_INPUT,
                 EncodeError::TargetTooSmall { .. } | EncodeError::PsnrUnreachable { .. } => {
                     exit::TARGET
                 }
-                EncodeError::BadTarget(_) => exit::USAGE,
+                EncodeError::BadTarget(_) | EncodeError::Settings(_) => exit::USAGE,
                 _ => exit::FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<DecodeError>() {
             return match e {
-                DecodeError::Request(_) => exit::USAGE,
+                DecodeError::Request(_) | DecodeError::Regrid(_) => exit::USAGE,
                 DecodeError::Io { .. } => exit::BAD_INPUT,
                 DecodeError::Format(_)
                 | DecodeError::Header(_)
@@ -339,24 +343,38 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn device(arg: DeviceArg) -> Result<candle_core::Device, Failure> {
+/// The device to fit on; `cuda` is refused by a build without CUDA support.
+#[cfg(feature = "train")]
+fn device(arg: DeviceArg) -> Result<Device, Failure> {
+    check_device(arg)?;
+    Ok(match arg {
+        DeviceArg::Cpu | DeviceArg::Auto => Device::Cpu,
+        DeviceArg::Cuda => Device::Cuda(0),
+    })
+}
+
+/// Refuses `--device cuda` where this build has no CUDA support. (Decoding always runs on the
+/// CPU: its bit-exact evaluator is the reference.)
+fn check_device(arg: DeviceArg) -> Result<(), Failure> {
     match arg {
-        DeviceArg::Cpu | DeviceArg::Auto => Ok(candle_core::Device::Cpu),
-        DeviceArg::Cuda => Err(Failure {
+        DeviceArg::Cuda if !medinr::CUDA_BUILT => Err(Failure {
             code: exit::USAGE,
             error: anyhow!(
                 "this medinr was built without CUDA support (build with --features cuda)"
             ),
         }),
+        _ => Ok(()),
     }
 }
 
 /// Draws the fit's progress: loss, PSNR of the training batch, ETA.
+#[cfg(feature = "train")]
 struct Bar {
     bar: Option<ProgressBar>,
     phase: usize,
 }
 
+#[cfg(feature = "train")]
 impl Progress for Bar {
     fn update(&mut self, step: usize, steps: usize, loss: f64) {
         let Some(bar) = &self.bar else { return };
@@ -372,8 +390,43 @@ impl Progress for Bar {
     }
 }
 
+#[cfg(not(feature = "train"))]
+fn compress(_: CompressArgs) -> Result<(), Failure> {
+    Err(Failure {
+        code: exit::USAGE,
+        error: anyhow!("this medinr is a decoder only (built without the `train` feature)"),
+    })
+}
+
+/// Reads `--settings` (or the defaults) and applies `--bits-per-parameter` on top.
+fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSettings, Failure> {
+    let mut settings = match path {
+        None => EncoderSettings::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Failure {
+                code: exit::BAD_INPUT,
+                error: anyhow!("cannot read settings {}: {e}", p.display()),
+            })?;
+            EncoderSettings::from_json(&text).map_err(|e| Failure {
+                code: exit::USAGE,
+                error: anyhow!("{}: {e}", p.display()),
+            })?
+        }
+    };
+    if let Some(bits) = bits {
+        settings.rate.bits_per_parameter = bits;
+    }
+    settings.validate().map_err(|e| Failure {
+        code: exit::USAGE,
+        error: e.into(),
+    })?;
+    Ok(settings)
+}
+
+#[cfg(feature = "train")]
 fn compress(a: CompressArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force)?;
+    let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
     let target = match (a.bpv, a.ratio, a.psnr) {
         (Some(b), _, _) => RateTarget::BitsPerVoxel(b),
         (_, Some(r), _) => RateTarget::Ratio(r),
@@ -396,7 +449,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
             }),
             _ => None,
         },
-        bits_per_parameter: a.bits_per_parameter,
+        settings,
         device: device(a.device)?,
     };
     let bar = (!a.quiet && !a.json).then(|| {
@@ -445,7 +498,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
 
 fn decompress(a: DecompressArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force)?;
-    device(a.device)?;
+    check_device(a.device)?;
     let decoder =
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
     let shape = match a.shape {
@@ -466,7 +519,7 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
 
 fn slice(a: SliceArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force)?;
-    device(a.device)?;
+    check_device(a.device)?;
     let decoder =
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
     let shape = decoder.shape();

@@ -25,19 +25,31 @@ pub enum MetricsError {
         "shape {shape:?} describes {expected} voxels but the buffers hold {reference} (reference) and {test} (test)"
     )]
     ShapeMismatch {
+        /// The shape concerned.
         shape: [usize; 4],
+        /// Values expected.
         expected: usize,
+        /// Values in the reference.
         reference: usize,
+        /// Values in the test.
         test: usize,
     },
     /// The two buffers have different lengths.
     #[error("reference has {reference} voxels but test has {test}")]
-    LengthMismatch { reference: usize, test: usize },
+    LengthMismatch {
+        /// Values in the reference.
+        reference: usize,
+        /// Values in the test.
+        test: usize,
+    },
     /// NaN or ±inf in one of the volumes; metrics would be meaningless.
     #[error("{which} volume has {count} non-finite values (first at index {first_index})")]
     NonFinite {
+        /// Which input.
         which: &'static str,
+        /// How many.
         count: usize,
+        /// Flat index of the first one.
         first_index: usize,
     },
     /// Nothing to compare.
@@ -212,6 +224,12 @@ pub fn bits_per_voxel(bytes: u64, voxels: u64) -> f64 {
     } else {
         bytes as f64 * 8.0 / voxels as f64
     }
+}
+
+/// Compression ratio: the stored voxel data (voxels × bits per stored value) over the
+/// compressed size (infinite for an empty file).
+pub fn compression_ratio(voxels: u64, stored_bits: u64, bytes: u64) -> f64 {
+    (voxels * stored_bits) as f64 / (bytes as f64 * 8.0)
 }
 
 /// Mean structural similarity over all axial (x–y) slices.

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::codec::container::Container;
 use crate::decoder::Decoder;
-use crate::field::FieldConfig;
+use crate::model::FieldConfig;
 use crate::volume::{Header, VolumeError};
 
 /// Grey levels of a decoded slice (`shape` has 1 on `axis`), windowed to `[lo, hi]`. The
@@ -141,7 +141,11 @@ pub fn summary(decoder: &Decoder, bytes: &[u8]) -> Result<Summary, crate::codec:
         mlp_parameters: f.head.field.mlp_parameters(),
         sections: c.section_sizes(),
         bits_per_voxel: bits / voxels as f64,
-        ratio: (voxels * h.datatype().bytes() * 8) as f64 / bits,
+        ratio: crate::metrics::compression_ratio(
+            voxels as u64,
+            h.datatype().bytes() as u64 * 8,
+            bytes.len() as u64,
+        ),
         meta: f.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()),
     })
 }

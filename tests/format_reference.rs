@@ -5,7 +5,7 @@
 //! loops: container framing and CRCs, HEAD, NIFT (zlib + the NIfTI fields the format relies
 //! on), TENS, dequantization, level sizes, coordinates, the hash-grid encoding, the MLP and the
 //! stored-value mapping. Only the symbol streams are decoded with
-//! `medinr::codec::entropy::decode_symbols` (that chapter has its own reference test). medinr's
+//! `medinr::format::decode_symbols` (that chapter has its own reference test). medinr's
 //! payload parser, field configuration, hash grid, evaluator and decoder are used only to
 //! produce the file and the expected output, never by the reference decoder.
 //!
@@ -24,10 +24,11 @@
 use std::io::Read;
 use std::path::Path;
 
-use medinr::codec::entropy::decode_symbols;
 use medinr::decoder::Decoder;
-use medinr::encoder::{encode, EncodeOptions, RateTarget};
-use medinr::fit::Silent;
+#[cfg(feature = "train")]
+use medinr::encoder::{encode, EncodeOptions, RateTarget, Silent};
+use medinr::format::decode_symbols;
+#[cfg(feature = "train")]
 use medinr::volume::read_nifti;
 
 // ---------------------------------------------------------------------------------------------
@@ -636,6 +637,7 @@ fn compare(ours: &[f32], theirs: &[f32]) -> Agreement {
     }
 }
 
+#[cfg(feature = "train")]
 fn encode_file(path: &Path, bits_per_voxel: f64) -> Vec<u8> {
     let volume = read_nifti(path).unwrap();
     let options = EncodeOptions {
@@ -695,6 +697,7 @@ fn check_against_medinr(name: &str, bytes: &[u8], other: [usize; 4]) -> Field {
     field
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn reference_decoder_matches_medinr_on_a_3d_mri() {
     // 33×41×25 big-endian i16 NIfTI-1. At 6 bits per voxel the encoder picks 16 levels, two
@@ -713,6 +716,7 @@ fn reference_decoder_matches_medinr_on_a_3d_mri() {
     );
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn reference_decoder_matches_medinr_on_a_4d_nifti2() {
     // 32×20×12×2 i16 NIfTI-2 with an extension: a 4-axis field.
@@ -721,6 +725,7 @@ fn reference_decoder_matches_medinr_on_a_4d_nifti2() {
     assert_eq!(field.head.dims, 4);
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn reference_decoder_matches_medinr_on_a_float_scan() {
     // The MRI again, written as an f32 NIfTI-1 with non-integer values, for the float path.
@@ -776,6 +781,7 @@ fn edit_section(bytes: &[u8], tag: &[u8; 4], edit: impl Fn(&mut Vec<u8>)) -> Vec
     out
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn both_decoders_accept_and_refuse_the_same_edited_files() {
     let bytes = encode_file(Path::new("data/nifti2_small_4d.nii.gz"), 1.0);
@@ -896,6 +902,20 @@ fn rename_section(bytes: &[u8], from: &[u8; 4], to: &[u8; 4]) -> Vec<u8> {
         pos += 12 + len;
     }
     out
+}
+
+#[test]
+fn reference_decoder_matches_medinr_on_committed_files() {
+    // Files written by the format-version-1 encoder and committed (tests/fixtures): this runs
+    // in a decoder-only build too (`--no-default-features`), where nothing can be encoded.
+    for (name, other) in [
+        ("mri_small_bigendian_i16", [47, 29, 31, 1]),
+        ("fmri_small_4d_f64", [13, 25, 5, 7]),
+        ("nifti2_small_4d", [23, 27, 9, 3]),
+    ] {
+        let bytes = std::fs::read(format!("tests/fixtures/{name}.minr")).unwrap();
+        check_against_medinr(name, &bytes, other);
+    }
 }
 
 #[test]

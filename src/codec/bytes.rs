@@ -49,21 +49,6 @@ impl ByteWriter {
         }
     }
 
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Whether nothing has been written.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// The bytes written so far.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.buf
-    }
-
     /// Consumes the writer, returning its bytes.
     pub fn into_vec(self) -> Vec<u8> {
         self.buf
@@ -144,6 +129,7 @@ impl<'a> ByteReader<'a> {
     }
 
     /// Offset of the next byte to read, from the start of the reader's data.
+    #[cfg(test)]
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -151,11 +137,6 @@ impl<'a> ByteReader<'a> {
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.data.len() - self.pos
-    }
-
-    /// Whether every byte has been read.
-    pub fn is_empty(&self) -> bool {
-        self.remaining() == 0
     }
 
     /// The unread bytes, without consuming them.

@@ -6,8 +6,6 @@ pub mod bytes;
 pub mod container;
 pub mod entropy;
 
-pub use bytes::{ByteReader, ByteWriter};
-pub use container::{Container, FormatError, Section, Tag};
-pub use entropy::{decode_symbols, encode_symbols, encoded_len};
+pub use container::FormatError;
 pub mod payload;
 pub mod quantize;

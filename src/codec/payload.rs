@@ -9,8 +9,8 @@ use flate2::write::ZlibEncoder;
 use crate::codec::bytes::{ByteReader, ByteWriter};
 use crate::codec::container::{Container, FormatError};
 use crate::codec::entropy::{decode_symbols, encode_symbols};
-use crate::field::config::{FieldConfig, MAX_DIMS, MAX_LEVELS};
-use crate::field::tensor_specs;
+use crate::model::config::{FieldConfig, MAX_DIMS, MAX_LEVELS};
+use crate::model::tensor_specs;
 
 pub const HEAD: [u8; 4] = *b"HEAD";
 pub const NIFT: [u8; 4] = *b"NIFT";
@@ -214,8 +214,9 @@ fn write_tensors(tensors: &[QuantTensor]) -> Vec<u8> {
 fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, FormatError> {
     let specs = tensor_specs(field);
     let mut r = ByteReader::new(bytes, "section TENS");
-    let count = r.get_varint("tensor count")?;
-    if count != specs.len() as u64 {
+    // Each tensor takes at least its step (4 bytes) and a length byte.
+    let count = r.get_count("tensor count", 5)?;
+    if count != specs.len() {
         return Err(r.invalid(
             "tensor count",
             format!(
@@ -268,7 +269,7 @@ fn unzlib(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::field::Preset;
+    use crate::model::Preset;
 
     fn sample() -> MinrFile {
         let field = FieldConfig::for_shape([20, 30, 10, 1], 2000, &Preset::default());

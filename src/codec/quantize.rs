@@ -1,30 +1,7 @@
-//! Uniform scalar quantization of the field's tensors, and the search for the grid step that
-//! makes the file the asked size.
-//!
-//! Grid level `l` gets step `Δ · scale_l`. The scales come from each level's sensitivity
-//! (`level_scales`): an entry of a coarse level is interpolated into many voxels and so moves
-//! the error far more than an entry of a fine one. High-rate theory puts the MSE optimum where
-//! `sensitivity_l · step_l²` is the same for every level. Each MLP matrix gets a fixed fine
-//! step relative to its RMS, since the MLP is small and errors there affect every voxel.
+//! Uniform scalar quantization of the field's tensors: `symbol = round(value / step)` on
+//! encoding, `value = symbol · step` on decoding (`docs/FORMAT.md`). How the steps are chosen
+//! is rate control's business (`crate::encoder::rate`).
 
-use crate::codec::bytes::varint_len;
-use crate::codec::entropy::encoded_len;
-use crate::field::{TensorKind, TensorSpec};
-
-/// MLP steps are the matrix RMS divided by one of these; the encoder keeps whichever gives
-/// the best quality at the asked size (the MLP's share of a small file matters).
-pub const MLP_STEP_DIVISORS: [f32; 5] = [8.0, 16.0, 32.0, 64.0, 128.0];
-/// The divisor used where no search is made.
-pub const DEFAULT_MLP_STEP_DIVISOR: f32 = 64.0;
-
-/// How every tensor's step follows from the one searched grid step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepPlan {
-    /// Relative step of each grid level (see `level_scales`).
-    pub level_scales: Vec<f32>,
-    /// MLP matrix step = its RMS / this.
-    pub mlp_divisor: f32,
-}
 /// Symbols are kept within ±2^30 so any i32 arithmetic on them is safe.
 const SYMBOL_LIMIT: f32 = (1 << 30) as f32;
 
@@ -41,156 +18,9 @@ pub fn dequantize(symbols: &[i32], step: f32) -> Vec<f32> {
     symbols.iter().map(|&s| s as f32 * step).collect()
 }
 
-/// Relative grid steps from per-level sensitivities (any positive scale; the mean scale is 1
-/// in log terms): `scale_l = sqrt(geomean(s) / s_l)`. Levels with no measurable sensitivity
-/// get the coarsest scale of the others.
-pub fn level_scales(sensitivity: &[f64]) -> Vec<f32> {
-    let positive: Vec<f64> = sensitivity
-        .iter()
-        .copied()
-        .filter(|s| *s > 0.0 && s.is_finite())
-        .collect();
-    if positive.is_empty() {
-        return vec![1.0; sensitivity.len()];
-    }
-    let log_mean = positive.iter().map(|s| s.ln()).sum::<f64>() / positive.len() as f64;
-    let coarsest = positive.iter().fold(f64::INFINITY, |m, &s| m.min(s));
-    sensitivity
-        .iter()
-        .map(|&s| {
-            let s = if s > 0.0 && s.is_finite() {
-                s
-            } else {
-                coarsest
-            };
-            ((log_mean - s.ln()) / 2.0).exp() as f32
-        })
-        .collect()
-}
-
-/// Steps for every tensor (file order) given the grid step and the plan.
-pub fn steps_for(
-    specs: &[TensorSpec],
-    tensors: &[Vec<f32>],
-    grid_step: f32,
-    plan: &StepPlan,
-) -> Vec<f32> {
-    let scales = &plan.level_scales;
-    specs
-        .iter()
-        .zip(tensors)
-        .map(|(spec, t)| match spec.kind {
-            TensorKind::Grid(l) => grid_step * scales.get(l).copied().unwrap_or(1.0),
-            TensorKind::Weight(_) => {
-                let rms = (t.iter().map(|v| v * v).sum::<f32>() / t.len().max(1) as f32).sqrt();
-                (rms / plan.mlp_divisor).max(1e-12)
-            }
-        })
-        .collect()
-}
-
-/// Bytes the TENS payload takes for these tensors and steps.
-pub fn tensors_size(tensors: &[Vec<f32>], steps: &[f32]) -> usize {
-    let mut total = varint_len(tensors.len() as u64);
-    for (t, &s) in tensors.iter().zip(steps) {
-        let n = encoded_len(&quantize(t, s));
-        total += 4 + varint_len(n as u64) + n;
-    }
-    total
-}
-
-/// The outcome of a step search.
-#[derive(Debug, Clone, Copy)]
-pub struct StepSearch {
-    pub grid_step: f32,
-    pub bytes: usize,
-}
-
-/// Finds the grid step whose file is closest to `target` bytes without exceeding it,
-/// `overhead` being everything in the file besides the TENS payload. Returns `None` when even
-/// the coarsest step (every grid symbol zero) is larger than the target.
-pub fn search_grid_step(
-    specs: &[TensorSpec],
-    tensors: &[Vec<f32>],
-    plan: &StepPlan,
-    target: usize,
-    overhead: usize,
-) -> Option<StepSearch> {
-    let size = |step: f32| overhead + tensors_size(tensors, &steps_for(specs, tensors, step, plan));
-    let min_scale = plan
-        .level_scales
-        .iter()
-        .fold(f32::INFINITY, |m, &s| m.min(s))
-        .clamp(1e-6, 1.0);
-    let max_abs = tensors
-        .iter()
-        .zip(specs)
-        .filter(|(_, s)| matches!(s.kind, TensorKind::Grid(_)))
-        .flat_map(|(t, _)| t.iter())
-        .fold(0f32, |m, v| m.max(v.abs()))
-        / min_scale;
-    // Coarsest useful step: every grid value rounds to zero.
-    let (mut coarse, mut fine) = ((4.0 * max_abs).max(1e-6), 1e-7f32);
-    let coarse_size = size(coarse);
-    if coarse_size > target {
-        return None;
-    }
-    if size(fine) <= target {
-        return Some(StepSearch {
-            grid_step: fine,
-            bytes: size(fine),
-        });
-    }
-    // Size falls as the step grows: bisect in log space.
-    for _ in 0..40 {
-        let mid = (coarse * fine).sqrt();
-        if size(mid) <= target {
-            coarse = mid;
-        } else {
-            fine = mid;
-        }
-        if coarse / fine < 1.0005 {
-            break;
-        }
-    }
-    Some(StepSearch {
-        grid_step: coarse,
-        bytes: size(coarse),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn specs() -> Vec<TensorSpec> {
-        vec![
-            TensorSpec {
-                kind: TensorKind::Grid(0),
-                len: 5000,
-            },
-            TensorSpec {
-                kind: TensorKind::Grid(1),
-                len: 20000,
-            },
-            TensorSpec {
-                kind: TensorKind::Weight(0),
-                len: 64,
-            },
-        ]
-    }
-
-    fn tensors() -> Vec<Vec<f32>> {
-        specs()
-            .iter()
-            .enumerate()
-            .map(|(k, s)| {
-                (0..s.len)
-                    .map(|i| (((i * 7919 + k * 31) % 2001) as f32 - 1000.0) / 1000.0 * 0.01)
-                    .collect()
-            })
-            .collect()
-    }
 
     #[test]
     fn quantize_round_trip_error_is_half_a_step() {
@@ -200,40 +30,5 @@ mod tests {
         for (a, b) in v.iter().zip(dequantize(&q, 0.01)) {
             assert!((a - b).abs() <= 0.005 + 1e-6);
         }
-    }
-
-    #[test]
-    fn search_hits_the_target_size_closely() {
-        let (specs, tensors) = (specs(), tensors());
-        for target in [3_000usize, 8_000, 20_000] {
-            let plan = StepPlan {
-                level_scales: vec![1.0, 0.5],
-                mlp_divisor: DEFAULT_MLP_STEP_DIVISOR,
-            };
-            let found = search_grid_step(&specs, &tensors, &plan, target, 100).unwrap();
-            assert!(found.bytes <= target);
-            assert!(
-                found.bytes as f64 > 0.97 * target as f64,
-                "{target}: {found:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn impossible_targets_are_reported() {
-        let plan = StepPlan {
-            level_scales: vec![1.0, 1.0],
-            mlp_divisor: DEFAULT_MLP_STEP_DIVISOR,
-        };
-        assert!(search_grid_step(&specs(), &tensors(), &plan, 10, 100).is_none());
-    }
-
-    #[test]
-    fn more_sensitive_levels_get_finer_steps() {
-        let scales = level_scales(&[100.0, 1.0, 0.0]);
-        assert!((scales[0] * 10.0 - scales[1]).abs() < 1e-5);
-        assert!((scales[0] * scales[1] - 1.0).abs() < 1e-5);
-        assert_eq!(scales[2], scales[1]);
-        assert_eq!(level_scales(&[0.0, 0.0]), vec![1.0, 1.0]);
     }
 }

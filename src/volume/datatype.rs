@@ -6,13 +6,21 @@ use std::path::PathBuf;
 /// How voxels are stored on disk. Complex, RGB and 64-bit integer types are not supported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataType {
+    /// Unsigned 8-bit integer.
     U8,
+    /// Signed 8-bit integer.
     I8,
+    /// Unsigned 16-bit integer.
     U16,
+    /// Signed 16-bit integer.
     I16,
+    /// Unsigned 32-bit integer.
     U32,
+    /// Signed 32-bit integer.
     I32,
+    /// 32-bit float.
     F32,
+    /// 64-bit float.
     F64,
 }
 

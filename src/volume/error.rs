@@ -14,56 +14,94 @@ pub enum VolumeError {
     /// (The OS error is the `source`, printed by the caller's error chain, not repeated here.)
     #[error("{}{action}", prefix(.file))]
     Io {
+        /// The file concerned.
         file: PathBuf,
+        /// What was being done.
         action: &'static str,
         #[source]
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// The gzip stream is corrupt or ends early.
     #[error("{}gzip stream is broken", prefix(.file))]
     Gzip {
+        /// The file concerned.
         file: PathBuf,
         #[source]
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// Neither a NIfTI-1 nor a NIfTI-2 single-file header.
     #[error("{}not a NIfTI file: {reason}", prefix(.file))]
-    NotNifti { file: PathBuf, reason: String },
+    NotNifti {
+        /// The file concerned.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A `.hdr`/`.img` pair (magic `ni1`/`ni2`); only single `.nii`/`.nii.gz` files are supported.
     #[error(
         "{}separate .hdr/.img NIfTI pairs are not supported; convert to a single .nii or .nii.gz file",
         prefix(.file)
     )]
-    HeaderPair { file: PathBuf },
+    HeaderPair {
+        /// The file concerned.
+        file: PathBuf,
+    },
     /// A datatype code we do not handle (complex, RGB, 64-bit integers, ...).
     #[error("{}unsupported NIfTI datatype {code} ({name}); supported: u8 i8 u16 i16 u32 i32 f32 f64", prefix(.file))]
     UnsupportedDataType {
+        /// The file concerned.
         file: PathBuf,
+        /// The NIfTI datatype code.
         code: i16,
+        /// What the code stands for.
         name: &'static str,
     },
     /// `dim[]` is out of range, has more than 4 non-trivial axes, or its product overflows.
     #[error("{}bad dimensions: {reason}", prefix(.file))]
-    BadDims { file: PathBuf, reason: String },
+    BadDims {
+        /// The file concerned.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Some other header field is inconsistent (vox_offset, scaling, ...).
     #[error("{}bad header: {reason}", prefix(.file))]
-    BadHeader { file: PathBuf, reason: String },
+    BadHeader {
+        /// The file concerned.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The file ends before the header or the voxel data does.
     #[error("{}truncated: {detail}", prefix(.file))]
-    Truncated { file: PathBuf, detail: String },
+    Truncated {
+        /// The file concerned.
+        file: PathBuf,
+        /// What is missing.
+        detail: String,
+    },
     /// The voxel buffer does not match the header's shape (when writing).
     #[error("{}voxel count {got} does not match the header shape {shape:?} ({expected} voxels)", prefix(.file))]
     ShapeMismatch {
+        /// The file concerned.
         file: PathBuf,
+        /// Values present.
         got: usize,
+        /// Values expected.
         expected: usize,
+        /// The shape concerned.
         shape: [usize; 4],
     },
     /// A requested new grid cannot be represented (zero axis, too large for NIfTI-1, ...).
     #[error("{}invalid shape {shape:?}: {reason}", prefix(.file))]
     InvalidShape {
+        /// The file concerned.
         file: PathBuf,
+        /// The shape concerned.
         shape: [usize; 4],
+        /// What is wrong.
         reason: String,
     },
 }

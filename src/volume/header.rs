@@ -21,36 +21,61 @@ pub struct Header {
     dim: [i64; 8],
     /// Verbatim bytes `0..vox_offset`; its length is vox_offset.
     raw: Vec<u8>,
+    /// Frequency, phase and slice encoding directions (NIfTI `dim_info`).
     pub dim_info: u8,
     /// intent_p1, intent_p2, intent_p3
     pub intent_p: [f64; 3],
+    /// Statistical or other intent of the data (NIfTI `intent_code`).
     pub intent_code: i32,
+    /// Name of the intent (NIfTI `intent_name`, NUL-padded).
     pub intent_name: [u8; 16],
     /// pixdim[0] is qfac (±1); pixdim[1..=4] are voxel sizes and the time step.
     pub pixdim: [f64; 8],
     /// Stored value; see [`Header::scl_slope`] for the effective one.
     pub scl_slope: f64,
+    /// Intercept of the stored-to-physical mapping (NIfTI `scl_inter`).
     pub scl_inter: f64,
+    /// Display range maximum (NIfTI `cal_max`).
     pub cal_max: f64,
+    /// Display range minimum (NIfTI `cal_min`).
     pub cal_min: f64,
+    /// Time to acquire one slice (NIfTI `slice_duration`).
     pub slice_duration: f64,
+    /// Time offset of the first frame (NIfTI `toffset`).
     pub toffset: f64,
+    /// First slice of the slice timing pattern (NIfTI `slice_start`).
     pub slice_start: i64,
+    /// Last slice of the slice timing pattern (NIfTI `slice_end`).
     pub slice_end: i64,
+    /// Slice timing order (NIfTI `slice_code`).
     pub slice_code: i32,
+    /// Units of space and time (NIfTI `xyzt_units`).
     pub xyzt_units: i32,
+    /// Free-text description (NIfTI `descrip`, NUL-padded).
     pub descrip: [u8; 80],
+    /// Auxiliary file name (NIfTI `aux_file`).
     pub aux_file: [u8; 24],
+    /// What the quaternion transform means (NIfTI `qform_code`).
     pub qform_code: i32,
+    /// What the affine rows mean (NIfTI `sform_code`).
     pub sform_code: i32,
+    /// Quaternion b of the qform.
     pub quatern_b: f64,
+    /// Quaternion c of the qform.
     pub quatern_c: f64,
+    /// Quaternion d of the qform.
     pub quatern_d: f64,
+    /// x offset of the qform (mm).
     pub qoffset_x: f64,
+    /// y offset of the qform (mm).
     pub qoffset_y: f64,
+    /// z offset of the qform (mm).
     pub qoffset_z: f64,
+    /// First row of the sform affine.
     pub srow_x: [f64; 4],
+    /// Second row of the sform affine.
     pub srow_y: [f64; 4],
+    /// Third row of the sform affine.
     pub srow_z: [f64; 4],
 }
 
@@ -345,6 +370,7 @@ impl Header {
         self.shape().iter().product()
     }
 
+    /// The stored voxel type.
     pub fn datatype(&self) -> DataType {
         self.datatype
     }
@@ -359,10 +385,12 @@ impl Header {
         ]
     }
 
+    /// Whether the header is NIfTI-2 (else NIfTI-1).
     pub fn is_nifti2(&self) -> bool {
         self.nifti2
     }
 
+    /// Whether the file was stored big-endian.
     pub fn is_big_endian(&self) -> bool {
         self.big_endian
     }

@@ -28,7 +28,9 @@ pub use nifti_io::{read_nifti, read_nifti_bytes, write_nifti};
 /// One scan: stored voxel values (before scl_slope/scl_inter) as f32, x fastest, then y, z, t.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Volume {
+    /// Stored voxel values, x fastest (NIfTI order), as f32.
     pub data: Vec<f32>,
+    /// The NIfTI header: geometry, scaling, description, extensions.
     pub header: Header,
 }
 

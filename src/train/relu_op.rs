@@ -5,15 +5,9 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-const CHUNK: usize = 1 << 14;
+use super::contiguous;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("relu input must be contiguous"),
-    }
-}
+const CHUNK: usize = 1 << 14;
 
 /// `max(x, 0)`.
 pub struct Relu;
@@ -27,7 +21,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l)?;
+        let x = contiguous(s, l, "relu input")?;
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
@@ -61,8 +55,8 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = contiguous(s1, l1)?;
-        let grad = contiguous(s2, l2)?;
+        let out = contiguous(s1, l1, "relu output")?;
+        let grad = contiguous(s2, l2, "relu gradient")?;
         if out.len() != grad.len() {
             candle_core::bail!("relu gradient has {} values for {}", grad.len(), out.len());
         }

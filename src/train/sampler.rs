@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::field::grid::axis_coordinate;
+use crate::model::coords::{axis_coordinates, push_voxel_coordinates};
 
 /// Uniform sampler over voxel centres, seeded and reproducible.
 pub struct Sampler<'a> {
@@ -21,7 +21,7 @@ impl<'a> Sampler<'a> {
     /// `targets` are normalised intensities in x-fastest order over `shape` (`[nx, ny, nz, nt]`);
     /// `dims` is 3 or 4.
     pub fn new(targets: &'a [f32], shape: [usize; 4], dims: usize, seed: u64) -> Sampler<'a> {
-        let axes = shape.map(|n| (0..n).map(|i| axis_coordinate(i, n)).collect());
+        let axes = shape.map(axis_coordinates);
         Sampler {
             targets,
             shape,
@@ -38,22 +38,8 @@ impl<'a> Sampler<'a> {
         let total = self.targets.len();
         for _ in 0..batch {
             let index = self.rng.random_range(0..total);
-            self.push_voxel(index, coords);
+            push_voxel_coordinates(index, self.shape, self.dims, &self.axes, coords);
             values.push(self.targets[index]);
-        }
-    }
-
-    fn push_voxel(&self, index: usize, coords: &mut Vec<f32>) {
-        let [nx, ny, nz, _] = self.shape;
-        let x = index % nx;
-        let y = (index / nx) % ny;
-        let z = (index / (nx * ny)) % nz;
-        let t = index / (nx * ny * nz);
-        coords.push(self.axes[0][x]);
-        coords.push(self.axes[1][y]);
-        coords.push(self.axes[2][z]);
-        if self.dims == 4 {
-            coords.push(self.axes[3][t]);
         }
     }
 }

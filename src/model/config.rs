@@ -1,7 +1,7 @@
 //! `FieldConfig`: everything that describes the network. It is written into every file, so a
 //! decoder needs nothing else to rebuild the field.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest number of input axes (x, y, z, t).
 pub const MAX_DIMS: usize = 4;
@@ -16,6 +16,7 @@ pub const MAX_GRID_PARAMETERS: usize = 1 << 28;
 
 /// Why a field configuration was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("field has {0} input axes; only 3 (x,y,z) or 4 (x,y,z,t) are supported")]
     Dims(usize),
@@ -69,7 +70,7 @@ impl FieldConfig {
         if self.resolutions.is_empty() || self.levels() > MAX_LEVELS {
             return Err(ConfigError::Levels(self.levels()));
         }
-        if ![1, 2, 4, 8].contains(&self.features) {
+        if !self.features.is_power_of_two() || self.features > MAX_FEATURES {
             return Err(ConfigError::Features(self.features));
         }
         if self.table_size == 0 || self.table_size > MAX_TABLE_SIZE {
@@ -194,13 +195,49 @@ impl FieldConfig {
 }
 
 /// Architecture choices that are not derived from the scan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// In settings files a preset is given whole (every field), so a partial one cannot silently
+/// mix two presets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preset {
+    /// Grid levels, coarse to fine (1..=32).
     pub levels: usize,
+    /// Features per grid vertex: 1, 2, 4 or 8.
     pub features: usize,
+    /// Cells per axis of the coarsest level (at least 1; capped by the scan's own size).
     pub base_resolution: u32,
+    /// Width of each hidden MLP layer (1..=256).
     pub hidden_width: usize,
+    /// Hidden MLP layers (1..=8).
     pub hidden_layers: usize,
+}
+
+impl Preset {
+    /// Checks the preset against the limits a decoder enforces.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_LEVELS).contains(&self.levels) {
+            return Err(ConfigError::Levels(self.levels));
+        }
+        if ![1, 2, 4, 8].contains(&self.features) {
+            return Err(ConfigError::Features(self.features));
+        }
+        if self.base_resolution == 0 || self.base_resolution > 65535 {
+            return Err(ConfigError::Resolution {
+                level: 0,
+                axis: 0,
+                res: self.base_resolution,
+            });
+        }
+        if !(1..=MAX_HIDDEN_LAYERS).contains(&self.hidden_layers)
+            || !(1..=MAX_HIDDEN_WIDTH).contains(&self.hidden_width)
+        {
+            return Err(ConfigError::Mlp {
+                layers: self.hidden_layers,
+                width: self.hidden_width,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for Preset {

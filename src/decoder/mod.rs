@@ -1,13 +1,39 @@
 //! Decompression: `.minr` file in, voxels out — the whole scan on its own grid or any other,
 //! one frame, or one slice — with the original NIfTI header restored.
+//!
+//! `Decoder` opens and verifies a file; `evaluator` evaluates the field on grids, frames and
+//! slices; `mlp` holds the MLP kernels. Nothing here depends on the training stack.
+
+pub mod evaluator;
+pub mod mlp;
 
 use std::path::Path;
 
+pub use crate::model::FieldConfig;
+pub use evaluator::Evaluator;
+
 use crate::codec::container::FormatError;
 use crate::codec::payload::MinrFile;
-use crate::decode::{Evaluator, Region};
-use crate::field::FieldError;
+use crate::model::ModelError;
 use crate::volume::{DataType, Header, Volume, VolumeError};
+
+/// What part of the output grid to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// Every voxel of every frame.
+    Full,
+    /// One frame of a series (all of a 3D scan when `frame == 0`).
+    Frame(usize),
+    /// One plane: `axis` 0 = x (sagittal), 1 = y (coronal), 2 = z (axial), at `index`, in `frame`.
+    Slice {
+        /// 0 = x, 1 = y, 2 = z.
+        axis: usize,
+        /// Position along the axis.
+        index: usize,
+        /// Frame of a series (0 for a 3D scan).
+        frame: usize,
+    },
+}
 
 /// Largest output a decode may produce (voxels), so a typo in `--shape` is an error, not an
 /// attempt to allocate terabytes.
@@ -15,25 +41,41 @@ pub const MAX_OUTPUT_VOXELS: usize = 1 << 32;
 
 /// Why a file could not be decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The path as given.
         path: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The bytes are not a valid `.minr` file (framing, checksums, payloads).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// The NIfTI header stored in the file does not parse.
     #[error("the stored NIfTI header is damaged: {0}")]
-    Header(#[from] VolumeError),
+    Header(VolumeError),
+    /// A NIfTI header for the requested grid cannot be made.
+    #[error("no NIfTI header can describe the requested grid: {0}")]
+    Regrid(VolumeError),
+    /// The stored header and the field disagree about the scan.
     #[error("the stored NIfTI header describes {header:?} {header_type} but the field was fitted to {field:?} code {field_type}: the file is inconsistent")]
     Inconsistent {
+        /// Shape in the stored header.
         header: [usize; 4],
+        /// Shape the field was fitted to.
         field: [usize; 4],
+        /// Datatype in the stored header.
         header_type: String,
+        /// Datatype code the field was fitted to.
         field_type: i16,
     },
+    /// The stored parameters do not fit the stored configuration.
     #[error(transparent)]
-    Field(#[from] FieldError),
+    Model(#[from] ModelError),
+    /// The request (grid, frame, slice) is outside what the file can answer.
     #[error("invalid request: {0}")]
     Request(String),
 }
@@ -47,6 +89,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Reads and verifies a `.minr` file.
     pub fn open(path: &Path) -> Result<Decoder, DecodeError> {
         let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
             path: path.display().to_string(),
@@ -63,7 +106,7 @@ impl Decoder {
 
     /// A decoder for a file already in memory (`bytes`: its size on disk, for reports).
     pub fn from_file(file: MinrFile, bytes: usize) -> Result<Decoder, DecodeError> {
-        let header = Header::from_bytes(&file.nifti_header)?;
+        let header = Header::from_bytes(&file.nifti_header).map_err(DecodeError::Header)?;
         let field_shape = file.head.shape.map(|n| n as usize);
         if header.shape() != field_shape || header.datatype().nifti_code() != file.head.datatype {
             return Err(DecodeError::Inconsistent {
@@ -82,10 +125,12 @@ impl Decoder {
         })
     }
 
+    /// The parsed file.
     pub fn file(&self) -> &MinrFile {
         &self.file
     }
 
+    /// The original NIfTI header.
     pub fn header(&self) -> &Header {
         &self.header
     }
@@ -107,7 +152,7 @@ impl Decoder {
         let header = if shape == self.shape() {
             self.header.clone()
         } else {
-            self.header.with_shape(shape)?
+            self.header.with_shape(shape).map_err(DecodeError::Regrid)?
         };
         let (data, _) = self.region(shape, Region::Full)?;
         Ok(Volume { data, header })

@@ -6,29 +6,23 @@ use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use super::sampler::Sampler;
-use crate::field::{Field, FieldError, QuantSteps};
+use super::{Field, QuantSteps, TrainError};
+use crate::settings::FitSettings;
 
-/// How long and how hard to train.
+/// One optimisation run: how many steps of which batch, at which learning rates. The encoder
+/// derives it from `FitSettings`, the scan size and the effort.
 #[derive(Debug, Clone)]
-pub struct FitSettings {
+pub struct RunPlan {
+    /// Optimiser steps.
     pub steps: usize,
+    /// Voxels per batch.
     pub batch: usize,
+    /// First learning rate of the grid tables.
     pub grid_lr: f64,
+    /// First learning rate of the MLP.
     pub mlp_lr: f64,
     /// Learning rate at the last step as a fraction of the first (exponential decay).
     pub final_lr_fraction: f64,
-}
-
-impl Default for FitSettings {
-    fn default() -> Self {
-        FitSettings {
-            steps: 2000,
-            batch: 1 << 16,
-            grid_lr: 1e-2,
-            mlp_lr: 5e-3,
-            final_lr_fraction: 0.05,
-        }
-    }
 }
 
 /// Told about progress every few steps; the CLI draws a bar, tests ignore it.
@@ -51,48 +45,43 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// Optimisers for `field` with the AdamW constants of `settings` and the learning rates
+    /// of `plan`.
     pub fn new(
         field: &Field,
         settings: &FitSettings,
-        device: &Device,
-    ) -> Result<Trainer, FieldError> {
-        let grid_opt = AdamW::new(
-            field.grid_vars(),
-            ParamsAdamW {
-                lr: settings.grid_lr,
-                beta1: 0.9,
-                beta2: 0.99,
-                eps: 1e-15,
-                weight_decay: 0.0,
-            },
-        )?;
+        plan: &RunPlan,
+    ) -> Result<Trainer, TrainError> {
+        let params = |lr: f64, weight_decay: f64| ParamsAdamW {
+            lr,
+            beta1: settings.beta1,
+            beta2: settings.beta2,
+            eps: settings.eps,
+            weight_decay,
+        };
+        let grid_opt = AdamW::new(field.grid_vars(), params(plan.grid_lr, 0.0))?;
         let mlp_opt = AdamW::new(
             field.mlp_vars(),
-            ParamsAdamW {
-                lr: settings.mlp_lr,
-                beta1: 0.9,
-                beta2: 0.99,
-                eps: 1e-15,
-                weight_decay: 1e-6,
-            },
+            params(plan.mlp_lr, settings.mlp_weight_decay),
         )?;
         Ok(Trainer {
             grid_opt,
             mlp_opt,
-            device: device.clone(),
+            device: field.device().clone(),
         })
     }
 
-    /// Runs `settings.steps` optimiser steps, optionally with fake quantization in the loop;
+    /// Runs `plan.steps` optimiser steps, optionally with fake quantization in the loop;
     /// returns the mean loss of the last tenth of the steps.
     pub fn run(
         &mut self,
         field: &Field,
         sampler: &mut Sampler,
-        settings: &FitSettings,
+        plan: &RunPlan,
         quant: Option<&QuantSteps>,
         progress: &mut dyn Progress,
-    ) -> Result<f64, FieldError> {
+    ) -> Result<f64, TrainError> {
+        let settings = plan;
         let dims = field.config().dims;
         let mut coords = Vec::with_capacity(settings.batch * dims);
         let mut values = Vec::with_capacity(settings.batch);

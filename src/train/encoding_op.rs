@@ -1,12 +1,13 @@
 //! The hash-grid encoding as a candle custom op, so it takes part in autograd: forward gathers
 //! features, backward scatters the upstream gradient into the tables. The CPU kernels live in
-//! `hashgrid.rs`; a CUDA build adds device kernels behind the same op.
+//! `model::hashgrid`; a CUDA build adds device kernels behind the same op.
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::hashgrid::GridLayout;
+use super::contiguous;
+use crate::model::GridLayout;
 
 /// `encode(coords [n, dims], table [entries, features]) -> [n, levels·features]`.
 pub struct HashGridEncode {
@@ -16,19 +17,6 @@ pub struct HashGridEncode {
 /// `scatter(coords [n, dims], grad_out [n, levels·features]) -> grad_table [entries, features]`.
 struct HashGridScatter {
     layout: Arc<GridLayout>,
-}
-
-/// The contiguous f32 data a layout describes, or a clear error.
-fn contiguous<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let data = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("hash-grid {what} must be contiguous"),
-    }
 }
 
 fn check_rows(len: usize, width: usize, what: &str) -> candle_core::Result<usize> {
@@ -50,8 +38,8 @@ impl CustomOp2 for HashGridEncode {
         table: &CpuStorage,
         table_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let coords = contiguous(coords, coords_layout, "coordinates")?;
-        let table = contiguous(table, table_layout, "table")?;
+        let coords = contiguous(coords, coords_layout, "hash-grid coordinates")?;
+        let table = contiguous(table, table_layout, "hash-grid table")?;
         if table.len() != self.layout.table_len() {
             candle_core::bail!(
                 "hash-grid table has {} values, layout needs {}",
@@ -93,8 +81,8 @@ impl CustomOp2 for HashGridScatter {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let coords = contiguous(coords, coords_layout, "coordinates")?;
-        let grad = contiguous(grad, grad_layout, "gradient")?;
+        let coords = contiguous(coords, coords_layout, "hash-grid coordinates")?;
+        let grad = contiguous(grad, grad_layout, "hash-grid gradient")?;
         let n = check_rows(coords.len(), self.layout.dims, "coordinates")?;
         if grad.len() != n * self.layout.width() {
             candle_core::bail!(

@@ -352,7 +352,7 @@ impl GridLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::field::config::Preset;
+    use crate::model::config::Preset;
 
     fn small_config(dims: usize) -> FieldConfig {
         let shape = if dims == 3 {

@@ -1,0 +1,409 @@
+//! Compression (the `train` feature): scan in, `.minr` file out. Normalise the intensities,
+//! size the field for the rate, fit it, choose quantization steps that meet the rate (or the
+//! PSNR), fine-tune with the quantizer in the loop, assemble the file and check it by decoding
+//! it with `Decoder` itself.
+//!
+//! Rate control lives in `rate` (the searches) and `steps` (the step arithmetic); every tuning
+//! constant is in `crate::settings::EncoderSettings`.
+
+mod probe;
+mod rate;
+mod steps;
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use crate::model::Preset;
+pub use crate::settings::{EncoderSettings, SettingsError};
+pub use crate::train::{Device, Progress, Silent, TrainError};
+
+use crate::codec::container::FormatError;
+use crate::codec::payload::{Head, MinrFile, QuantTensor};
+use crate::codec::quantize::quantize;
+use crate::decoder::{DecodeError, Decoder, Region};
+use crate::metrics;
+use crate::model::{FieldConfig, ModelError};
+use crate::train::trainer::RunPlan;
+use crate::train::{Field, QuantSteps, Sampler, Trainer};
+use crate::volume::Volume;
+
+/// What the file must achieve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum RateTarget {
+    /// Bits per voxel of the compressed file.
+    BitsPerVoxel(f64),
+    /// Original size (voxels × stored bits) over compressed size.
+    Ratio(f64),
+    /// Peak signal-to-noise ratio on the scan's own range, in dB.
+    Psnr(f64),
+}
+
+/// How to compress.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// The size or quality to reach.
+    pub target: RateTarget,
+    /// Seed of the weight initialisation and the voxel sampling: the same input, options and
+    /// seed give a byte-identical file.
+    pub seed: u64,
+    /// Multiplies the number of optimisation steps (1 = default).
+    pub effort: f64,
+    /// Replace NaN/±inf voxels with this value instead of refusing the scan.
+    pub nan_fill: Option<f32>,
+    /// Network architecture; `None` picks one for the rate (`settings.architecture`).
+    pub preset: Option<Preset>,
+    /// Every tuning constant of the encoder.
+    pub settings: EncoderSettings,
+    /// Where the fit runs.
+    pub device: Device,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            target: RateTarget::BitsPerVoxel(0.1),
+            seed: 0,
+            effort: 1.0,
+            nan_fill: None,
+            preset: None,
+            settings: EncoderSettings::default(),
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// What a compress run did, for the CLI and experiments.
+#[derive(Debug, Clone, Serialize)]
+pub struct EncodeReport {
+    /// Size of the file in bytes.
+    pub bytes: usize,
+    /// The size asked for, for size targets.
+    pub target_bytes: Option<usize>,
+    /// Compressed bits per voxel.
+    pub bits_per_voxel: f64,
+    /// Stored voxel data over compressed size.
+    pub ratio: f64,
+    /// PSNR / SSIM / errors of the decoded file against the input (the decoder's own output).
+    pub quality: metrics::Comparison,
+    /// PSNR of the fitted field before quantization, on a random subset of voxels: the gap to
+    /// `quality.psnr_db` is what quantization and the rate cost.
+    pub unquantized_psnr_db: f64,
+    /// Seconds spent in optimisation.
+    pub fit_seconds: f64,
+    /// Seconds for the whole run.
+    pub total_seconds: f64,
+    /// Optimiser steps taken (fit and fine-tuning).
+    pub steps: usize,
+    /// The chosen grid quantization step.
+    pub grid_step: f32,
+    /// Stored parameters.
+    pub parameters: usize,
+    /// The field's architecture.
+    pub config: FieldConfig,
+}
+
+/// Why a scan could not be compressed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The scan holds NaN or infinite voxels and no fill value was given.
+    #[error("the scan has {count} NaN or infinite voxels (first at x={}, y={}, z={}, t={}); a field cannot represent them — pass a fill value (--nan-fill) to replace them", first[0], first[1], first[2], first[3])]
+    NonFinite {
+        /// How many.
+        count: usize,
+        /// The first one's position.
+        first: [usize; 4],
+    },
+    /// The target or another option is out of range.
+    #[error("invalid target: {0}")]
+    BadTarget(String),
+    /// The encoder settings are out of range.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The asked size is below the smallest file the scan can have.
+    #[error("{target} bytes were asked for, but the smallest file this scan can have is {minimum} bytes (headers and network); ask for a higher rate")]
+    TargetTooSmall {
+        /// Bytes asked for.
+        target: usize,
+        /// The smallest possible file.
+        minimum: usize,
+    },
+    /// No field tried reached the asked PSNR.
+    #[error("PSNR {asked:.2} dB is out of reach: the best field tried reached {best:.2} dB")]
+    PsnrUnreachable {
+        /// PSNR asked for.
+        asked: f64,
+        /// Best PSNR reached.
+        best: f64,
+    },
+    /// The field's configuration or parameters are inconsistent.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The fit failed.
+    #[error(transparent)]
+    Training(#[from] TrainError),
+    /// The file could not be assembled.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Quality could not be measured.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// The file just made does not decode (a bug: please report it).
+    #[error("the file just written does not decode: {0}")]
+    SelfCheck(#[from] DecodeError),
+}
+
+/// Compresses `volume`.
+pub fn encode(
+    volume: &Volume,
+    options: &EncodeOptions,
+    progress: &mut dyn Progress,
+) -> Result<(MinrFile, EncodeReport), EncodeError> {
+    let start = Instant::now();
+    options.settings.validate()?;
+    if !(options.effort.is_finite() && options.effort > 0.0) {
+        return Err(EncodeError::BadTarget(format!(
+            "effort {} must be positive and finite",
+            options.effort
+        )));
+    }
+    if let Some(preset) = &options.preset {
+        preset.validate().map_err(ModelError::from)?;
+    }
+    let data = finite_data(volume, options.nan_fill)?;
+    let shape = volume.shape();
+    let voxels = data.len();
+    let (value_min, value_max) = value_range(&data);
+    let scale = (value_max - value_min) as f32;
+    let targets: Vec<f32> = data
+        .iter()
+        .map(|&v| ((v as f64 - value_min) as f32) / scale)
+        .collect();
+    let stored_bits = volume.header.datatype().bytes() * 8;
+    let target_bytes = match options.target {
+        RateTarget::BitsPerVoxel(bpv) if bpv > 0.0 && bpv.is_finite() => {
+            Some((bpv * voxels as f64 / 8.0).round() as usize)
+        }
+        RateTarget::Ratio(r) if r > 0.0 && r.is_finite() => {
+            Some((stored_bits as f64 * voxels as f64 / 8.0 / r).round() as usize)
+        }
+        RateTarget::Psnr(p) if p > 0.0 && p.is_finite() => None,
+        t => {
+            return Err(EncodeError::BadTarget(format!(
+                "{t:?} must be positive and finite"
+            )))
+        }
+    };
+    let nifti_header = volume.header.to_bytes();
+    let meta = serde_json::json!({
+        "encoder": concat!("medinr ", env!("CARGO_PKG_VERSION")),
+        "target": options.target,
+        "effort": options.effort,
+        "settings": options.settings.changes_from_default(),
+    })
+    .to_string();
+
+    let mut ctx = Fit {
+        shape,
+        targets: &targets,
+        data: &data,
+        options,
+        settings: &options.settings,
+        value_min,
+        value_max,
+        datatype: volume.header.datatype().nifti_code(),
+        nifti_header: &nifti_header,
+        meta: &meta,
+        fit_seconds: 0.0,
+        steps: 0,
+        unquantized_psnr: f64::NAN,
+    };
+
+    let (file, grid_step, config) = match (target_bytes, options.target) {
+        (Some(bytes), _) => ctx.fit_to_size(bytes, progress)?,
+        (None, RateTarget::Psnr(p)) => ctx.fit_to_psnr(p, progress)?,
+        _ => unreachable!("every target is either a size or a PSNR"),
+    };
+    let bytes = file.to_bytes()?.len();
+    let decoded = ctx.decode_stored(&file, Region::Full)?;
+    let quality = metrics::compare(&data, &decoded, shape)?;
+    let report = EncodeReport {
+        bytes,
+        target_bytes,
+        bits_per_voxel: metrics::bits_per_voxel(bytes as u64, voxels as u64),
+        ratio: metrics::compression_ratio(voxels as u64, stored_bits as u64, bytes as u64),
+        quality,
+        unquantized_psnr_db: ctx.unquantized_psnr,
+        fit_seconds: ctx.fit_seconds,
+        total_seconds: start.elapsed().as_secs_f64(),
+        steps: ctx.steps,
+        grid_step,
+        parameters: config.grid_parameters() + config.mlp_parameters(),
+        config,
+    };
+    Ok((file, report))
+}
+
+/// The scan's values, with non-finite voxels refused or replaced.
+fn finite_data(volume: &Volume, fill: Option<f32>) -> Result<Vec<f32>, EncodeError> {
+    let (count, first) = volume.non_finite_count();
+    if count == 0 {
+        return Ok(volume.data.clone());
+    }
+    match fill {
+        Some(v) if v.is_finite() => Ok(volume
+            .data
+            .iter()
+            .map(|&x| if x.is_finite() { x } else { v })
+            .collect()),
+        _ => Err(EncodeError::NonFinite {
+            count,
+            first: first.unwrap_or([0; 4]),
+        }),
+    }
+}
+
+/// Smallest and largest value; a constant scan gets a unit range so normalisation is defined.
+fn value_range(data: &[f32]) -> (f64, f64) {
+    let (lo, hi) = data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (lo, hi) = (lo as f64, hi as f64);
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0)
+    }
+}
+
+/// State shared by the steps of one compress run.
+struct Fit<'a> {
+    shape: [usize; 4],
+    targets: &'a [f32],
+    data: &'a [f32],
+    options: &'a EncodeOptions,
+    settings: &'a EncoderSettings,
+    value_min: f64,
+    value_max: f64,
+    datatype: i16,
+    nifti_header: &'a [u8],
+    meta: &'a str,
+    fit_seconds: f64,
+    steps: usize,
+    unquantized_psnr: f64,
+}
+
+impl Fit<'_> {
+    fn voxels(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// The main fit's plan: batches of a fraction of the scan (a power of two within the
+    /// settings' bounds), steps scaled by the effort.
+    fn plan(&self) -> RunPlan {
+        let s = &self.settings.fit;
+        let batch = ((self.voxels() as f64 * s.batch_fraction) as usize)
+            .max(1)
+            .next_power_of_two()
+            .clamp(s.min_batch, s.max_batch);
+        let steps = ((s.steps as f64 * self.options.effort).round() as usize).max(s.min_steps);
+        RunPlan {
+            steps,
+            batch,
+            grid_lr: s.grid_lr,
+            mlp_lr: s.mlp_lr,
+            final_lr_fraction: s.final_lr_fraction,
+        }
+    }
+
+    fn head(&self, config: &FieldConfig) -> Head {
+        Head {
+            shape: self.shape.map(|n| n as u32),
+            datatype: self.datatype,
+            value_min: self.value_min,
+            value_max: self.value_max,
+            seed: self.options.seed,
+            field: config.clone(),
+        }
+    }
+
+    /// Fits a field with about `parameters` parameters.
+    fn fit(
+        &mut self,
+        parameters: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Field, EncodeError> {
+        let preset = self
+            .options
+            .preset
+            .clone()
+            .unwrap_or_else(|| self.settings.architecture.preset_for(parameters));
+        let probe = FieldConfig::for_shape(self.shape, 1, &preset);
+        let grid_budget = parameters.saturating_sub(probe.mlp_parameters()).max(64);
+        let config = FieldConfig::for_shape(self.shape, grid_budget, &preset);
+        let device = self.options.device.candle()?;
+        let field = Field::init(&config, self.options.seed, &device)?;
+        let plan = self.plan();
+        let mut trainer = Trainer::new(&field, &self.settings.fit, &plan)?;
+        let mut sampler = Sampler::new(self.targets, self.shape, config.dims, self.options.seed);
+        let t = Instant::now();
+        trainer.run(&field, &mut sampler, &plan, None, progress)?;
+        self.fit_seconds += t.elapsed().as_secs_f64();
+        self.steps += plan.steps;
+        Ok(field)
+    }
+
+    /// Quantization-aware fine-tuning at the given steps: a short run at a low learning rate
+    /// with rounding in the forward pass, so the weights settle where quantization puts them.
+    fn fine_tune(
+        &mut self,
+        field: &Field,
+        steps: &[f32],
+        progress: &mut dyn Progress,
+    ) -> Result<(), EncodeError> {
+        let t = &self.settings.fine_tune;
+        let mut plan = self.plan();
+        plan.steps = ((plan.steps as f64 * t.steps_fraction) as usize).max(t.min_steps);
+        plan.grid_lr *= t.lr_factor;
+        plan.mlp_lr *= t.lr_factor;
+        plan.final_lr_fraction = t.final_lr_fraction;
+        let q = QuantSteps::new(field, steps)?;
+        let mut trainer = Trainer::new(field, &self.settings.fit, &plan)?;
+        let mut sampler = Sampler::new(
+            self.targets,
+            self.shape,
+            field.config().dims,
+            self.options.seed ^ 1,
+        );
+        let start = Instant::now();
+        trainer.run(field, &mut sampler, &plan, Some(&q), progress)?;
+        self.fit_seconds += start.elapsed().as_secs_f64();
+        self.steps += plan.steps;
+        Ok(())
+    }
+
+    fn assemble(&self, config: &FieldConfig, tensors: &[Vec<f32>], steps: &[f32]) -> MinrFile {
+        MinrFile {
+            head: self.head(config),
+            nifti_header: self.nifti_header.to_vec(),
+            tensors: tensors
+                .iter()
+                .zip(steps)
+                .map(|(t, &step)| QuantTensor {
+                    step,
+                    symbols: quantize(t, step),
+                })
+                .collect(),
+            meta: Some(self.meta.to_string()),
+        }
+    }
+
+    /// Decodes a file exactly as the decoder will: through `Decoder` itself.
+    fn decode_stored(&self, file: &MinrFile, region: Region) -> Result<Vec<f32>, EncodeError> {
+        let decoder = Decoder::from_file(file.clone(), 0)?;
+        Ok(decoder.region(self.shape, region)?.0)
+    }
+}

@@ -1,0 +1,40 @@
+//! What a field *is*, with no training machinery: its configuration and limits, where voxels
+//! sit in its coordinate space, the hash-grid layout and CPU encoding kernels, and the list of
+//! stored tensors. The decoder needs only this module; training (`crate::train`, behind the
+//! `train` feature) builds on it. Nothing here depends on candle.
+
+pub mod config;
+pub mod coords;
+pub mod hashgrid;
+pub mod tensors;
+
+pub use config::{ConfigError, FieldConfig, Preset};
+pub use hashgrid::GridLayout;
+pub use tensors::{check_tensors, tensor_specs, TensorKind, TensorSpec};
+
+/// Why a set of parameters does not describe a field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The configuration itself is outside what medinr supports.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A tensor has the wrong number of values for its place in the configuration.
+    #[error("tensor {name} has {got} values, the field configuration needs {expected}")]
+    TensorLength {
+        /// The tensor's name (`grid.3`, `mlp.0.weight`).
+        name: String,
+        /// Values present.
+        got: usize,
+        /// Values the configuration needs.
+        expected: usize,
+    },
+    /// There are more or fewer tensors than the configuration has.
+    #[error("expected {expected} tensors, got {got}")]
+    TensorCount {
+        /// Tensors the configuration has.
+        expected: usize,
+        /// Tensors present.
+        got: usize,
+    },
+}

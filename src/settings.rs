@@ -1,0 +1,389 @@
+//! Every tuning constant of the encoder in one documented, serialisable place.
+//!
+//! `EncoderSettings::default()` is what `medinr compress` uses; each field's doc comment gives
+//! its default and what it trades. The settings a file was made with are written into its
+//! `meta` section (JSON: those that differ from the defaults of the encoder version named
+//! beside them), and `medinr compress --settings FILE.json` reads a (partial) set
+//! back, so an experiment can be repeated or varied without editing code. Settings never
+//! affect decoding: everything a decoder needs is in the file's own sections.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Preset;
+
+/// All encoder settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncoderSettings {
+    /// The main fit.
+    pub fit: FitSettings,
+    /// Quantization-aware fine-tuning after the quantization steps are chosen.
+    pub fine_tune: FineTuneSettings,
+    /// Rate control: sizing the field, choosing steps, meeting a size or a PSNR.
+    pub rate: RateSettings,
+    /// The network architecture chosen for a parameter budget.
+    pub architecture: ArchitectureSettings,
+}
+
+/// The main fit: AdamW on random voxel batches with an exponential learning-rate decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitSettings {
+    /// Optimiser steps at effort 1 (default 2000); `--effort` multiplies it.
+    pub steps: usize,
+    /// Fewest steps whatever the effort (default 10).
+    pub min_steps: usize,
+    /// Largest batch in voxels (default 65536).
+    pub max_batch: usize,
+    /// Smallest batch in voxels (default 1024).
+    pub min_batch: usize,
+    /// A batch is at most this fraction of the scan (default 1/16), rounded up to a power of
+    /// two, so small scans take small, quick steps.
+    pub batch_fraction: f64,
+    /// Learning rate of the grid tables (default 1e-2).
+    pub grid_lr: f64,
+    /// Learning rate of the MLP weights (default 5e-3).
+    pub mlp_lr: f64,
+    /// Learning rate at the last step as a fraction of the first (default 0.05).
+    pub final_lr_fraction: f64,
+    /// AdamW β1 (default 0.9).
+    pub beta1: f64,
+    /// AdamW β2 (default 0.99, as instant-ngp).
+    pub beta2: f64,
+    /// AdamW ε (default 1e-15, as instant-ngp: grid entries see rare, small gradients).
+    pub eps: f64,
+    /// Weight decay of the MLP (default 1e-6; the grid has none).
+    pub mlp_weight_decay: f64,
+}
+
+impl Default for FitSettings {
+    fn default() -> Self {
+        FitSettings {
+            steps: 2000,
+            min_steps: 10,
+            max_batch: 1 << 16,
+            min_batch: 1024,
+            batch_fraction: 1.0 / 16.0,
+            grid_lr: 1e-2,
+            mlp_lr: 5e-3,
+            final_lr_fraction: 0.05,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-15,
+            mlp_weight_decay: 1e-6,
+        }
+    }
+}
+
+/// Quantization-aware fine-tuning: a short run at a low learning rate with rounding in the
+/// forward pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FineTuneSettings {
+    /// Steps as a fraction of the main fit's (default 1/8).
+    pub steps_fraction: f64,
+    /// Fewest steps (default 5).
+    pub min_steps: usize,
+    /// Learning rates as a fraction of the main fit's (default 0.1).
+    pub lr_factor: f64,
+    /// Final learning rate as a fraction of the first (default 0.2).
+    pub final_lr_fraction: f64,
+}
+
+impl Default for FineTuneSettings {
+    fn default() -> Self {
+        FineTuneSettings {
+            steps_fraction: 0.125,
+            min_steps: 5,
+            lr_factor: 0.1,
+            final_lr_fraction: 0.2,
+        }
+    }
+}
+
+/// Rate control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateSettings {
+    /// Bits one stored parameter is planned to cost (default 3.5, the best of 2–6 measured on
+    /// Colin27 and the chest CT): it sizes the field before the fit. Fewer bits per parameter
+    /// means a larger field quantized more coarsely. The step search then makes the file the
+    /// asked size.
+    pub bits_per_parameter: f64,
+    /// A size target is met when the file is at most the target and at least this fraction
+    /// of it (default 0.97).
+    pub size_floor: f64,
+    /// MLP steps are the matrix RMS divided by one of these; the encoder keeps whichever gives
+    /// the best quality at the asked size (default 8, 16, 32, 64, 128).
+    pub mlp_step_divisors: Vec<f32>,
+    /// The divisor used where no search is made (PSNR targets; default 64).
+    pub default_mlp_step_divisor: f32,
+    /// Bisection steps of the grid-step search for a size (default 40; it also stops once the
+    /// bracket is within 0.05 %).
+    pub size_search_iterations: usize,
+    /// Random voxels on which quality is judged during searches (default 2^20).
+    pub probe_voxels: usize,
+    /// Voxels on which each level's sensitivity is measured (default 2^16).
+    pub sensitivity_voxels: usize,
+    /// A PSNR target: the first field gets one parameter per this many voxels (default 40).
+    pub psnr_voxels_per_parameter: usize,
+    /// A PSNR target: the first field has at least this many parameters (default 2000).
+    pub psnr_min_parameters: usize,
+    /// A PSNR target: the unquantized field must beat it by this much, else the field is
+    /// enlarged (default 0.3 dB).
+    pub psnr_fit_margin_db: f64,
+    /// A PSNR target: the step search on probe voxels aims this far above it (default 0.05 dB).
+    pub psnr_probe_margin_db: f64,
+    /// A PSNR target: bisection steps of the step search (default 24).
+    pub psnr_step_iterations: usize,
+    /// A PSNR target: when the whole scan misses it, the step is multiplied by this
+    /// (default 0.85) …
+    pub psnr_step_tighten: f32,
+    /// … at most this many times (default 20).
+    pub psnr_tighten_attempts: usize,
+    /// A PSNR target: fields tried before giving up (default 3) …
+    pub psnr_field_attempts: usize,
+    /// … each this many times larger than the last (default 3).
+    pub psnr_field_growth: usize,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        RateSettings {
+            bits_per_parameter: 3.5,
+            size_floor: 0.97,
+            mlp_step_divisors: vec![8.0, 16.0, 32.0, 64.0, 128.0],
+            default_mlp_step_divisor: 64.0,
+            size_search_iterations: 40,
+            probe_voxels: 1 << 20,
+            sensitivity_voxels: 1 << 16,
+            psnr_voxels_per_parameter: 40,
+            psnr_min_parameters: 2000,
+            psnr_fit_margin_db: 0.3,
+            psnr_probe_margin_db: 0.05,
+            psnr_step_iterations: 24,
+            psnr_step_tighten: 0.85,
+            psnr_tighten_attempts: 20,
+            psnr_field_attempts: 3,
+            psnr_field_growth: 3,
+        }
+    }
+}
+
+/// The architecture for a parameter budget: the default, trimmed for very small files where
+/// the MLP and the level count would otherwise eat the whole budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchitectureSettings {
+    /// Used from `small_below` parameters up (default 16 levels × 2 features, base 4, MLP 32×2).
+    pub default: Preset,
+    /// Budgets under this many parameters use `small` (default 40 000).
+    pub small_below: usize,
+    /// For small budgets (default 12 levels, MLP 16×1).
+    pub small: Preset,
+    /// Budgets under this many parameters use `tiny` (default 4 000).
+    pub tiny_below: usize,
+    /// For tiny budgets (default 8 levels, MLP 8×1).
+    pub tiny: Preset,
+}
+
+impl Default for ArchitectureSettings {
+    fn default() -> Self {
+        let default = Preset::default();
+        let small = Preset {
+            levels: 12,
+            hidden_width: 16,
+            hidden_layers: 1,
+            ..default.clone()
+        };
+        let tiny = Preset {
+            levels: 8,
+            hidden_width: 8,
+            ..small.clone()
+        };
+        ArchitectureSettings {
+            default,
+            small_below: 40_000,
+            small,
+            tiny_below: 4_000,
+            tiny,
+        }
+    }
+}
+
+impl ArchitectureSettings {
+    /// The preset for a budget of `parameters`.
+    pub fn preset_for(&self, parameters: usize) -> Preset {
+        if parameters < self.tiny_below {
+            self.tiny.clone()
+        } else if parameters < self.small_below {
+            self.small.clone()
+        } else {
+            self.default.clone()
+        }
+    }
+}
+
+/// Why a settings file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid encoder settings: {0}")]
+pub struct SettingsError(pub String);
+
+impl EncoderSettings {
+    /// Reads settings from JSON; fields left out keep their defaults, unknown fields are
+    /// refused (a typo must not silently do nothing).
+    pub fn from_json(text: &str) -> Result<EncoderSettings, SettingsError> {
+        let s: EncoderSettings =
+            serde_json::from_str(text).map_err(|e| SettingsError(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The settings that differ from the defaults, as JSON (an empty object when none do).
+    /// This is what a file records: the encoder's version names the defaults, and the full
+    /// set would cost hundreds of bytes in a file that may be only a few kilobytes.
+    pub fn changes_from_default(&self) -> serde_json::Value {
+        fn diff(ours: serde_json::Value, default: serde_json::Value) -> Option<serde_json::Value> {
+            // A preset is recorded whole: it is read back whole (no field of it defaults).
+            let is_preset = |v: &serde_json::Value| v.get("hidden_layers").is_some();
+            match (ours, default) {
+                (a, b) if is_preset(&a) => (a != b).then_some(a),
+                (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                    let changed: serde_json::Map<String, serde_json::Value> = a
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            let d = b.get(&k).cloned().unwrap_or(serde_json::Value::Null);
+                            diff(v, d).map(|v| (k, v))
+                        })
+                        .collect();
+                    (!changed.is_empty()).then_some(serde_json::Value::Object(changed))
+                }
+                (a, b) => (a != b).then_some(a),
+            }
+        }
+        let as_json = |s: &EncoderSettings| serde_json::to_value(s).unwrap_or_default();
+        diff(as_json(self), as_json(&EncoderSettings::default()))
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
+    /// Checks that every value is in a range the encoder can work with.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |what: &str| Err(SettingsError(what.to_string()));
+        let f = &self.fit;
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if f.steps == 0 || f.min_batch == 0 || f.max_batch < f.min_batch {
+            return bad("fit: steps must be ≥ 1 and 1 ≤ min_batch ≤ max_batch");
+        }
+        if f.max_batch > 1 << 24 {
+            return bad("fit: max_batch is at most 2^24");
+        }
+        if !(positive(f.batch_fraction) && f.batch_fraction <= 1.0) {
+            return bad("fit: batch_fraction must be in (0, 1]");
+        }
+        let rates_ok = [f.grid_lr, f.mlp_lr, f.final_lr_fraction, f.eps]
+            .into_iter()
+            .all(positive);
+        let betas_ok = (0.0..1.0).contains(&f.beta1) && (0.0..1.0).contains(&f.beta2);
+        let decay_ok = f.mlp_weight_decay.is_finite() && f.mlp_weight_decay >= 0.0;
+        if !(rates_ok && betas_ok && decay_ok) {
+            return bad(
+                "fit: learning rates, ε and the final fraction must be positive, β in [0, 1)",
+            );
+        }
+        let t = &self.fine_tune;
+        if ![t.steps_fraction, t.lr_factor, t.final_lr_fraction]
+            .into_iter()
+            .all(positive)
+        {
+            return bad("fine_tune: fractions and factors must be positive");
+        }
+        let r = &self.rate;
+        if !positive(r.bits_per_parameter) || r.bits_per_parameter > 64.0 {
+            return bad("rate: bits_per_parameter must be in (0, 64]");
+        }
+        if !(r.size_floor > 0.0 && r.size_floor < 1.0) {
+            return bad("rate: size_floor must be in (0, 1)");
+        }
+        let divisor_ok = |d: &f32| d.is_finite() && *d > 0.0;
+        if r.mlp_step_divisors.is_empty()
+            || !r.mlp_step_divisors.iter().all(divisor_ok)
+            || !divisor_ok(&r.default_mlp_step_divisor)
+        {
+            return bad("rate: MLP step divisors must be positive (and at least one given)");
+        }
+        if r.probe_voxels == 0
+            || r.sensitivity_voxels == 0
+            || r.psnr_voxels_per_parameter == 0
+            || r.size_search_iterations > 200
+            || r.psnr_step_iterations > 200
+            || r.psnr_tighten_attempts > 200
+            || r.psnr_field_attempts == 0
+            || r.psnr_field_attempts > 10
+            || r.psnr_field_growth < 2
+        {
+            return bad("rate: counts out of range (probes ≥ 1, searches ≤ 200 steps, 1–10 field attempts growing ≥ 2×)");
+        }
+        if !(r.psnr_step_tighten > 0.0 && r.psnr_step_tighten < 1.0) {
+            return bad("rate: psnr_step_tighten must be in (0, 1)");
+        }
+        let a = &self.architecture;
+        for p in [&a.default, &a.small, &a.tiny] {
+            p.validate()
+                .map_err(|e| SettingsError(format!("architecture: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_json() {
+        let s = EncoderSettings::default();
+        s.validate().unwrap();
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(EncoderSettings::from_json(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn partial_settings_keep_the_other_defaults() {
+        let s = EncoderSettings::from_json(r#"{"fit": {"steps": 500}}"#).unwrap();
+        assert_eq!(s.fit.steps, 500);
+        assert_eq!(s.fit.grid_lr, FitSettings::default().grid_lr);
+        assert_eq!(s.rate, RateSettings::default());
+    }
+
+    #[test]
+    fn only_changed_settings_are_recorded() {
+        let mut s = EncoderSettings::default();
+        assert_eq!(s.changes_from_default(), serde_json::json!({}));
+        s.fit.steps = 500;
+        s.architecture.tiny.levels = 6;
+        assert_eq!(
+            s.changes_from_default(),
+            serde_json::json!({"fit": {"steps": 500}, "architecture": {"tiny": {
+                "levels": 6, "features": 2, "base_resolution": 4, "hidden_width": 8,
+                "hidden_layers": 1}}})
+        );
+        let back = EncoderSettings::from_json(&s.changes_from_default().to_string()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn typos_and_nonsense_are_refused() {
+        assert!(EncoderSettings::from_json(r#"{"fit": {"stpes": 500}}"#).is_err());
+        assert!(EncoderSettings::from_json(r#"{"fit": {"grid_lr": -1}}"#).is_err());
+        assert!(EncoderSettings::from_json(r#"{"rate": {"size_floor": 1.5}}"#).is_err());
+        assert!(EncoderSettings::from_json(r#"{"rate": {"mlp_step_divisors": []}}"#).is_err());
+    }
+
+    #[test]
+    fn budgets_pick_their_preset() {
+        let a = ArchitectureSettings::default();
+        assert_eq!(a.preset_for(100_000), Preset::default());
+        assert_eq!(a.preset_for(10_000).levels, 12);
+        assert_eq!(a.preset_for(1_000).hidden_width, 8);
+    }
+}
