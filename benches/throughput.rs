@@ -83,13 +83,7 @@ fn open_file_and_slice(bencher: Bencher) {
 #[divan::bench(sample_count = 5)]
 fn fit_step(bencher: Bencher) {
     let fit = FitSettings::default();
-    let plan = RunPlan {
-        steps: 1,
-        batch: fit.max_batch,
-        grid_lr: fit.grid_lr,
-        mlp_lr: fit.mlp_lr,
-        final_lr_fraction: fit.final_lr_fraction,
-    };
+    let plan = RunPlan::main_fit(&fit, 1, fit.max_batch);
     let field = Field::init(config(), 2, &Device::Cpu).expect("field");
     let mut trainer = Trainer::new(&field, &fit, &plan).expect("trainer");
     let voxels: usize = SHAPE.iter().product();

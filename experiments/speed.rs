@@ -61,13 +61,7 @@ fn main() -> anyhow::Result<()> {
     // Fit throughput: warm up, then time steps.
     let field = Field::init(&config, 0, &Device::Cpu)?;
     let fit = FitSettings::default();
-    let warm_up = RunPlan {
-        steps: 10,
-        batch: fit.max_batch,
-        grid_lr: fit.grid_lr,
-        mlp_lr: fit.mlp_lr,
-        final_lr_fraction: fit.final_lr_fraction,
-    };
+    let warm_up = RunPlan::main_fit(&fit, 10, fit.max_batch);
     let mut trainer = Trainer::new(&field, &fit, &warm_up)?;
     let mut sampler = Sampler::new(&targets, shape, config.dims, 0);
     trainer.run(&field, &mut sampler, &warm_up, None, &mut Silent)?;

@@ -217,15 +217,13 @@ fn mlp_block_generic(
 mod tests {
     use super::*;
 
+    use crate::model::coords::test_values;
+
+    /// Values in [-1, 1), so ReLU cuts some activations.
     fn lcg(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32) / ((1u64 << 23) as f32) - 1.0
-            })
+        test_values(n, seed)
+            .into_iter()
+            .map(|v| 2.0 * v - 1.0)
             .collect()
     }
 

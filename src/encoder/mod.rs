@@ -310,13 +310,7 @@ impl Fit<'_> {
             .next_power_of_two()
             .clamp(s.min_batch, s.max_batch);
         let steps = ((s.steps as f64 * self.options.effort).round() as usize).max(s.min_steps);
-        RunPlan {
-            steps,
-            batch,
-            grid_lr: s.grid_lr,
-            mlp_lr: s.mlp_lr,
-            final_lr_fraction: s.final_lr_fraction,
-        }
+        RunPlan::main_fit(s, steps, batch)
     }
 
     fn head(&self, config: &FieldConfig) -> Head {

@@ -50,6 +50,20 @@ pub fn push_voxel_coordinates(
     }
 }
 
+/// Deterministic pseudo-random values in [0, 1) for tests (a 64-bit LCG's top 24 bits).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32) / ((1u64 << 24) as f32)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -370,17 +370,7 @@ mod tests {
         FieldConfig::for_shape(shape, 300, &preset)
     }
 
-    fn lcg(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32) / ((1u64 << 24) as f32)
-            })
-            .collect()
-    }
+    use crate::model::coords::test_values as lcg;
 
     #[test]
     fn coherent_encoding_is_bit_identical() {

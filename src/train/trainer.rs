@@ -25,6 +25,19 @@ pub struct RunPlan {
     pub final_lr_fraction: f64,
 }
 
+impl RunPlan {
+    /// A main-fit plan of `steps` steps of `batch` voxels at the learning rates of `settings`.
+    pub fn main_fit(settings: &FitSettings, steps: usize, batch: usize) -> RunPlan {
+        RunPlan {
+            steps,
+            batch,
+            grid_lr: settings.grid_lr,
+            mlp_lr: settings.mlp_lr,
+            final_lr_fraction: settings.final_lr_fraction,
+        }
+    }
+}
+
 /// Told about progress every few steps; the CLI draws a bar, tests ignore it.
 pub trait Progress {
     fn update(&mut self, step: usize, steps: usize, loss: f64);
