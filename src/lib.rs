@@ -12,6 +12,8 @@
 //! - [`decoder`]: [`decoder::Decoder`] opens a `.minr` file and answers [`decoder::Region`]s.
 //! - [`metrics`]: PSNR, SSIM and error figures.
 //! - [`format`]: the parts of the file format a second decoder may reuse.
+//! - [`residual`]: the residual layer (guaranteed worst-case error and lossless coding on top
+//!   of a prediction), usable on its own.
 //!
 //! A build without default features (`--no-default-features`) is a decoder only: no candle,
 //! no training code. The modules under [`study`] support medinr's own experiments and
@@ -25,6 +27,9 @@ pub mod settings;
 
 pub mod decoder;
 pub mod metrics;
+#[allow(missing_docs)]
+// documented per item where it matters; error variants read as their messages
+pub mod residual;
 pub mod volume;
 
 #[allow(missing_docs)]

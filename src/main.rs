@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use medinr::decoder::{DecodeError, Decoder, Region};
 #[cfg(feature = "train")]
-use medinr::encoder::{encode, Device, EncodeError, EncodeOptions, Preset, Progress, RateTarget};
+use medinr::encoder::{
+    encode, Bound, Device, EncodeError, EncodeOptions, Preset, Progress, RateTarget,
+};
 use medinr::metrics;
 use medinr::settings::EncoderSettings;
 use medinr::study::{self as render, write_atomic};
@@ -83,6 +85,13 @@ struct CompressArgs {
     /// Target PSNR in dB (on the scan's own value range).
     #[arg(long)]
     psnr: Option<f64>,
+    /// Guarantee |decoded − original| ≤ D for every voxel, D in stored units (integer scans
+    /// use ⌊D⌋): the field plus a coded residual. A rate flag then sets the field's share.
+    #[arg(long, conflicts_with_all = ["lossless", "psnr"])]
+    max_error: Option<f64>,
+    /// Decode to exactly the original voxels (the field plus a coded residual).
+    #[arg(long, conflicts_with = "psnr")]
+    lossless: bool,
     /// Seed of the fit (weights initialisation and sampling).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -427,10 +436,23 @@ fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSet
 fn compress(a: CompressArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force)?;
     let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
+    let bound = match (a.max_error, a.lossless) {
+        (Some(d), _) if !(d.is_finite() && d >= 0.0) => {
+            return Err(Failure {
+                code: exit::USAGE,
+                error: anyhow!("--max-error {d} must be a finite value ≥ 0"),
+            })
+        }
+        (Some(0.0), _) => Some(Bound::Lossless),
+        (Some(d), _) => Some(Bound::MaxError(d)),
+        (None, true) => Some(Bound::Lossless),
+        (None, false) => None,
+    };
     let target = match (a.bpv, a.ratio, a.psnr) {
         (Some(b), _, _) => RateTarget::BitsPerVoxel(b),
         (_, Some(r), _) => RateTarget::Ratio(r),
         (_, _, Some(p)) => RateTarget::Psnr(p),
+        _ if bound.is_some() => RateTarget::BitsPerVoxel(settings.rate.bounded_field_bpv),
         _ => RateTarget::BitsPerVoxel(0.1),
     };
     let volume = read_nifti(&a.input)?;
@@ -451,6 +473,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         },
         settings,
         device: device(a.device)?,
+        bound,
     };
     let bar = (!a.quiet && !a.json).then(|| {
         let bar = ProgressBar::new(1);
@@ -512,6 +535,13 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
             Some(full)
         }
     };
+    if decoder.has_residual() && shape.is_some_and(|s| s != decoder.shape()) {
+        eprintln!(
+            "medinr: note: {} carries a residual layer for its original grid only; on another \
+             grid it decodes the field alone, without the error bound",
+            a.input.display()
+        );
+    }
     let volume = decoder.decode(shape)?;
     write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     Ok(())

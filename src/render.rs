@@ -109,6 +109,10 @@ pub struct Summary {
     pub sections: Vec<(String, usize)>,
     pub bits_per_voxel: f64,
     pub ratio: f64,
+    /// The fidelity mode: `lossy` (the field alone), `max-error D` or `lossless`.
+    pub mode: String,
+    /// The residual layer, when there is one: its size and how it predicts.
+    pub residual: Option<serde_json::Value>,
     pub meta: Option<serde_json::Value>,
 }
 
@@ -118,6 +122,36 @@ pub fn summary(decoder: &Decoder, bytes: &[u8]) -> Result<Summary, crate::codec:
     let f = decoder.file();
     let voxels: usize = h.shape().iter().product();
     let bits = bytes.len() as f64 * 8.0;
+    let meta: Option<serde_json::Value> =
+        f.meta.as_deref().and_then(|m| serde_json::from_str(m).ok());
+    let bound = meta.as_ref().and_then(|m| m.get("bound")).cloned();
+    let mode = match (&f.residual, &bound) {
+        (None, _) => "lossy (the field alone)".to_string(),
+        (Some(_), Some(serde_json::Value::String(s))) if s == "Lossless" => "lossless".into(),
+        (Some(_), Some(b)) => match b.get("MaxError").and_then(|v| v.as_f64()) {
+            Some(d) => format!("max-error {d} (stored units, original grid)"),
+            None => "bounded (residual layer)".into(),
+        },
+        (Some(_), None) => "bounded (residual layer)".into(),
+    };
+    let residual = match &f.residual {
+        None => None,
+        Some(r) => {
+            let reader = crate::residual::Reader::open(r).map_err(|e| {
+                crate::codec::FormatError::Invalid {
+                    what: "section RESI",
+                    context: "file".into(),
+                    detail: e.to_string(),
+                }
+            })?;
+            Some(serde_json::json!({
+                "bytes": r.len(),
+                "bits_per_voxel": r.len() as f64 * 8.0 / voxels as f64,
+                "predicts_from_field": reader.header().uses_field,
+                "chunks": reader.chunk_count(),
+            }))
+        }
+    };
     Ok(Summary {
         file_bytes: bytes.len(),
         format_version: format!("{}.{}", c.version.0, c.version.1),
@@ -146,7 +180,9 @@ pub fn summary(decoder: &Decoder, bytes: &[u8]) -> Result<Summary, crate::codec:
             h.datatype().bytes() as u64 * 8,
             bytes.len() as u64,
         ),
-        meta: f.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+        mode,
+        residual,
+        meta,
     })
 }
 
@@ -158,6 +194,20 @@ pub fn summary_text(s: &Summary) -> String {
         "format       medinr {} ({} bytes)\n",
         s.format_version, s.file_bytes
     );
+    out += &format!("mode         {}\n", s.mode);
+    if let Some(r) = &s.residual {
+        out += &format!(
+            "residual     {} bytes ({:.4} bpv), {} chunks, predicts from {}\n",
+            r["bytes"],
+            r["bits_per_voxel"].as_f64().unwrap_or(0.0),
+            r["chunks"],
+            if r["predicts_from_field"].as_bool() == Some(true) {
+                "the field and decoded neighbours"
+            } else {
+                "decoded neighbours alone"
+            }
+        );
+    }
     out += &format!(
         "scan         {} {}  spacing {}  NIfTI-{} {}\n",
         s.shape

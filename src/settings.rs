@@ -145,6 +145,9 @@ pub struct RateSettings {
     pub psnr_field_attempts: usize,
     /// … each this many times larger than the last (default 3).
     pub psnr_field_growth: usize,
+    /// With a worst-case error bound or lossless coding and no rate given, the field gets
+    /// this many bits per voxel and the residual layer the rest (default 0.05).
+    pub bounded_field_bpv: f64,
 }
 
 impl Default for RateSettings {
@@ -166,6 +169,7 @@ impl Default for RateSettings {
             psnr_tighten_attempts: 20,
             psnr_field_attempts: 3,
             psnr_field_growth: 3,
+            bounded_field_bpv: 0.05,
         }
     }
 }
@@ -322,6 +326,9 @@ impl EncoderSettings {
             || r.psnr_field_growth < 2
         {
             return bad("rate: counts out of range (probes ≥ 1, searches ≤ 200 steps, 1–10 field attempts growing ≥ 2×)");
+        }
+        if !positive(r.bounded_field_bpv) {
+            return bad("rate: bounded_field_bpv must be positive");
         }
         if !(r.psnr_step_tighten > 0.0 && r.psnr_step_tighten < 1.0) {
             return bad("rate: psnr_step_tighten must be in (0, 1)");

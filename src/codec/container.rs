@@ -9,8 +9,11 @@ use crate::codec::bytes::ByteWriter;
 /// catches 7-bit transfers, CR LF and ^Z catch newline mangling).
 pub const MAGIC: [u8; 8] = [0x89, b'M', b'I', b'N', b'R', 0x0D, 0x0A, 0x1A];
 
-/// Format version this code writes: (major, minor).
-pub const VERSION: (u16, u16) = (1, 0);
+/// Newest format version this code reads and writes: (major, minor). Files without a
+/// residual layer are still written as 1.0 (`VERSION_1`), so older readers keep reading them.
+pub const VERSION: (u16, u16) = (2, 0);
+/// The first format version; still written for files that need nothing newer.
+pub const VERSION_1: (u16, u16) = (1, 0);
 
 /// A four-byte section tag.
 pub type Tag = [u8; 4];
@@ -24,7 +27,7 @@ pub const SECTION_OVERHEAD: usize = 12;
 /// Critical sections this version of medinr understands. A file with any
 /// other critical tag is refused. Extend this list when a new critical
 /// section is added (which needs a new major version).
-pub const KNOWN_CRITICAL_TAGS: &[Tag] = &[*b"HEAD", *b"NIFT", *b"TENS"];
+pub const KNOWN_CRITICAL_TAGS: &[Tag] = &[*b"HEAD", *b"NIFT", *b"TENS", *b"RESI"];
 
 /// Everything that can be wrong with a `.minr` file or one of its streams.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -209,7 +212,7 @@ impl Container {
         if major > VERSION.0 {
             return Err(FormatError::NewerVersion { major, minor });
         }
-        if major < VERSION.0 {
+        if major < VERSION_1.0 {
             return Err(FormatError::UnsupportedVersion { major, minor });
         }
         let mut pos = MAGIC.len() + 4;
@@ -491,12 +494,14 @@ mod tests {
 
     #[test]
     fn version_rules() {
-        let newer_major = raw_file((2, 0), &[(b"HEAD", b"x")]);
+        let newer_major = raw_file((3, 0), &[(b"HEAD", b"x")]);
         let e = Container::parse(&newer_major).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "written with format 2.0; this medinr reads format 1.x — upgrade medinr"
+            "written with format 3.0; this medinr reads format 2.x — upgrade medinr"
         );
+        let both = raw_file((2, 0), &[(b"HEAD", b"x")]);
+        assert_eq!(Container::parse(&both).unwrap().version, (2, 0));
         let older = raw_file((0, 9), &[]);
         assert!(matches!(
             Container::parse(&older),

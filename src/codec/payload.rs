@@ -16,6 +16,10 @@ pub const HEAD: [u8; 4] = *b"HEAD";
 pub const NIFT: [u8; 4] = *b"NIFT";
 pub const TENS: [u8; 4] = *b"TENS";
 pub const META: [u8; 4] = *b"meta";
+/// The residual layer (format 2.0): what the field misses, coded so the decoded scan meets a
+/// guaranteed error bound or is lossless. Critical: a reader that ignored it would return
+/// the field's prediction where the file promises the original.
+pub const RESI: [u8; 4] = *b"RESI";
 
 /// Largest original NIfTI header (with extensions) a file may carry.
 const MAX_NIFTI_HEADER: usize = 1 << 24;
@@ -51,6 +55,8 @@ pub struct MinrFile {
     pub tensors: Vec<QuantTensor>,
     /// Free-form JSON describing how the file was made (ancillary).
     pub meta: Option<String>,
+    /// The residual stream (`crate::residual`), if the file carries one (format 2.0).
+    pub residual: Option<Vec<u8>>,
 }
 
 impl Head {
@@ -154,9 +160,16 @@ impl MinrFile {
     /// Serialises the file.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
         let mut c = Container::new();
+        if self.residual.is_none() {
+            // Nothing here needs format 2: older readers keep reading the file.
+            c.version = crate::codec::container::VERSION_1;
+        }
         c.push(HEAD, self.head.write())?;
         c.push(NIFT, zlib(&self.nifti_header))?;
         c.push(TENS, write_tensors(&self.tensors))?;
+        if let Some(residual) = &self.residual {
+            c.push(RESI, residual.clone())?;
+        }
         if let Some(meta) = &self.meta {
             c.push(META, meta.as_bytes().to_vec())?;
         }
@@ -180,11 +193,23 @@ impl MinrFile {
         let meta = c
             .section(META)
             .map(|m| String::from_utf8_lossy(m).into_owned());
+        let residual = c.section(RESI).map(<[u8]>::to_vec);
+        if residual.is_some() && c.version.0 < 2 {
+            return Err(FormatError::Invalid {
+                what: "section RESI",
+                context: "file".into(),
+                detail: format!(
+                    "a residual layer needs format 2.0, the file says {}.{}",
+                    c.version.0, c.version.1
+                ),
+            });
+        }
         Ok(MinrFile {
             head,
             nifti_header,
             tensors,
             meta,
+            residual,
         })
     }
 }
@@ -196,6 +221,7 @@ pub fn overhead(head: &Head, nifti_header: &[u8], meta: Option<&str>) -> usize {
         nifti_header: nifti_header.to_vec(),
         tensors: Vec::new(),
         meta: meta.map(str::to_string),
+        residual: None,
     };
     // An empty TENS payload is one byte (count 0); the real one is sized separately.
     probe.to_bytes().map(|b| b.len() - 1).unwrap_or(0)
@@ -292,6 +318,7 @@ mod tests {
             nifti_header: vec![7u8; 348],
             tensors,
             meta: Some("{\"x\":1}".into()),
+            residual: None,
         }
     }
 

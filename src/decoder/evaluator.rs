@@ -124,7 +124,10 @@ impl Evaluator {
 }
 
 /// Index ranges per axis and the resulting shape for a region of a grid.
-fn region_ranges(shape: [usize; 4], region: Region) -> ([std::ops::Range<usize>; 4], [usize; 4]) {
+pub(crate) fn region_ranges(
+    shape: [usize; 4],
+    region: Region,
+) -> ([std::ops::Range<usize>; 4], [usize; 4]) {
     let mut ranges = shape.map(|n| 0..n);
     match region {
         Region::Full => {}

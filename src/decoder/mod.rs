@@ -15,6 +15,7 @@ pub use evaluator::Evaluator;
 use crate::codec::container::FormatError;
 use crate::codec::payload::MinrFile;
 use crate::model::ModelError;
+use crate::residual::{self, ResidualError};
 use crate::volume::{DataType, Header, Volume, VolumeError};
 
 /// What part of the output grid to produce.
@@ -78,6 +79,9 @@ pub enum DecodeError {
     /// The request (grid, frame, slice) is outside what the file can answer.
     #[error("invalid request: {0}")]
     Request(String),
+    /// The residual layer is damaged or does not match the scan.
+    #[error("the residual layer (section RESI) cannot be decoded: {0}")]
+    Residual(#[from] ResidualError),
 }
 
 /// An opened, verified `.minr` file.
@@ -117,6 +121,14 @@ impl Decoder {
             });
         }
         let evaluator = Evaluator::new(&file.head.field, &file.dequantized())?;
+        if let Some(bytes) = &file.residual {
+            let stream = residual::Reader::open(bytes)?;
+            if stream.header().shape != field_shape {
+                return Err(DecodeError::Residual(ResidualError::InvalidShape(
+                    stream.header().shape,
+                )));
+            }
+        }
         Ok(Decoder {
             file,
             header,
@@ -166,6 +178,9 @@ impl Decoder {
         region: Region,
     ) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
         check_request(shape, region)?;
+        if self.file.residual.is_some() && shape == self.shape() {
+            return self.region_with_residual(region);
+        }
         let (values, out_shape) = self.evaluator.grid(shape, region)?;
         let datatype = Some(self.header.datatype());
         let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
@@ -176,6 +191,79 @@ impl Decoder {
                 .collect(),
             out_shape,
         ))
+    }
+}
+
+impl Decoder {
+    /// Whether decoding on the original grid reproduces the original within a bound (or
+    /// exactly): the file has a residual layer. Other grids get the field alone.
+    pub fn has_residual(&self) -> bool {
+        self.file.residual.is_some()
+    }
+
+    /// The field's prediction of one residual chunk (slices `z` of frames `t`), in stored
+    /// values, x fastest — exactly what the encoder predicted.
+    fn chunk_prediction(&self, region: &residual::ChunkRegion) -> Result<Vec<f32>, DecodeError> {
+        let shape = self.shape();
+        let mut out = Vec::with_capacity(shape[0] * shape[1] * region.z.len() * region.t.len());
+        for t in region.t.clone() {
+            for z in region.z.clone() {
+                let slice = Region::Slice {
+                    axis: 2,
+                    index: z,
+                    frame: t,
+                };
+                let (values, _) = self.evaluator.grid(shape, slice)?;
+                out.extend(values.into_iter().map(|y| self.stored(y)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn stored(&self, y: f32) -> f32 {
+        let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
+        to_stored(y, lo, hi, Some(self.header.datatype()))
+    }
+
+    /// A region on the original grid through the residual layer: only the chunks the region
+    /// touches are decoded, each against the field's prediction of that chunk alone.
+    fn region_with_residual(&self, region: Region) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
+        let bytes = self.file.residual.as_deref().unwrap_or_default();
+        let stream = residual::Reader::open(bytes)?;
+        let shape = self.shape();
+        let [nx, ny, _, _] = shape;
+        let (ranges, out_shape) = evaluator::region_ranges(shape, region);
+        let mut out = vec![0f32; out_shape.iter().product()];
+        for c in 0..stream.chunk_count() {
+            let cr = stream.chunk_region(c)?;
+            let z = cr.z.start.max(ranges[2].start)..cr.z.end.min(ranges[2].end);
+            let t = cr.t.start.max(ranges[3].start)..cr.t.end.min(ranges[3].end);
+            if z.is_empty() || t.is_empty() {
+                continue;
+            }
+            let prediction = if stream.header().uses_field {
+                Some(self.chunk_prediction(&cr)?)
+            } else {
+                None
+            };
+            let values = stream.decode_chunk(c, prediction.as_deref())?;
+            for ti in t.clone() {
+                for zi in z.clone() {
+                    for yi in ranges[1].clone() {
+                        let src =
+                            nx * (yi + ny * ((zi - cr.z.start) + cr.z.len() * (ti - cr.t.start)));
+                        let dst = out_shape[0]
+                            * ((yi - ranges[1].start)
+                                + out_shape[1]
+                                    * ((zi - ranges[2].start)
+                                        + out_shape[2] * (ti - ranges[3].start)));
+                        let row = &values[src + ranges[0].start..src + ranges[0].end];
+                        out[dst..dst + out_shape[0]].copy_from_slice(row);
+                    }
+                }
+            }
+        }
+        Ok((out, out_shape))
     }
 }
 

@@ -39,6 +39,17 @@ pub enum RateTarget {
     Psnr(f64),
 }
 
+/// A guarantee on every decoded voxel (on the original grid), met by coding what the field
+/// misses as a residual layer (`crate::residual`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Bound {
+    /// `|decoded − original| ≤ D` for every voxel, D in the scan's stored units (integer
+    /// scans use ⌊D⌋).
+    MaxError(f64),
+    /// Decoded voxels identical to the originals (float scans: the same bit patterns).
+    Lossless,
+}
+
 /// How to compress.
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
@@ -57,6 +68,9 @@ pub struct EncodeOptions {
     pub settings: EncoderSettings,
     /// Where the fit runs.
     pub device: Device,
+    /// A worst-case error bound or lossless coding; `None` is the field alone (lossy). With a
+    /// bound, `target` sets the field's share of the file.
+    pub bound: Option<Bound>,
 }
 
 impl Default for EncodeOptions {
@@ -69,6 +83,7 @@ impl Default for EncodeOptions {
             preset: None,
             settings: EncoderSettings::default(),
             device: Device::Cpu,
+            bound: None,
         }
     }
 }
@@ -101,6 +116,11 @@ pub struct EncodeReport {
     pub parameters: usize,
     /// The field's architecture.
     pub config: FieldConfig,
+    /// Bytes of the residual layer (bounded and lossless modes).
+    pub residual_bytes: Option<usize>,
+    /// Whether the residual layer predicts from the field (else from decoded neighbours
+    /// alone, which was smaller for this scan).
+    pub residual_uses_field: Option<bool>,
 }
 
 /// Why a scan could not be compressed.
@@ -152,6 +172,17 @@ pub enum EncodeError {
     /// The file just made does not decode (a bug: please report it).
     #[error("the file just written does not decode: {0}")]
     SelfCheck(#[from] DecodeError),
+    /// The residual layer could not be coded.
+    #[error(transparent)]
+    Residual(#[from] crate::residual::ResidualError),
+    /// The decoded file misses its guaranteed bound (a bug: please report it).
+    #[error("the file just written decodes with max error {got}, above its bound {bound} (a bug: please report it)")]
+    BoundViolated {
+        /// Measured max abs error.
+        got: f64,
+        /// The bound.
+        bound: f64,
+    },
 }
 
 /// Compresses `volume`.
@@ -201,6 +232,7 @@ pub fn encode(
         "target": options.target,
         "effort": options.effort,
         "settings": options.settings.changes_from_default(),
+        "bound": options.bound,
     })
     .to_string();
 
@@ -220,14 +252,43 @@ pub fn encode(
         unquantized_psnr: f64::NAN,
     };
 
-    let (file, grid_step, config) = match (target_bytes, options.target) {
+    let (mut file, grid_step, config) = match (target_bytes, options.target) {
+        // With a bound the residual carries the fidelity: a field share below the smallest
+        // possible field becomes the smallest field.
+        (Some(bytes), _) if options.bound.is_some() => match ctx.fit_to_size(bytes, progress) {
+            Err(EncodeError::TargetTooSmall { minimum, .. }) => {
+                ctx.fit_to_size(minimum + minimum / 8, progress)?
+            }
+            other => other?,
+        },
         (Some(bytes), _) => ctx.fit_to_size(bytes, progress)?,
         (None, RateTarget::Psnr(p)) => ctx.fit_to_psnr(p, progress)?,
         _ => unreachable!("every target is either a size or a PSNR"),
     };
+    let mut residual_uses_field = None;
+    if let Some(bound) = options.bound {
+        let (stream, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
+        file.residual = Some(stream);
+        residual_uses_field = Some(uses_field);
+    }
     let bytes = file.to_bytes()?.len();
     let decoded = ctx.decode_stored(&file, Region::Full)?;
     let quality = metrics::compare(&data, &decoded, shape)?;
+    if let Some(bound) = options.bound {
+        let limit = match bound {
+            Bound::Lossless => 0.0,
+            Bound::MaxError(d) => d,
+        };
+        let exact = decoded.iter().zip(&data).all(|(a, b)| {
+            a.to_bits() == b.to_bits() || (limit > 0.0 && (a - b).abs() as f64 <= limit)
+        });
+        if !exact || quality.max_abs_error > limit {
+            return Err(EncodeError::BoundViolated {
+                got: quality.max_abs_error,
+                bound: limit,
+            });
+        }
+    }
     let report = EncodeReport {
         bytes,
         target_bytes,
@@ -241,6 +302,8 @@ pub fn encode(
         grid_step,
         parameters: config.grid_parameters() + config.mlp_parameters(),
         config,
+        residual_bytes: file.residual.as_ref().map(Vec::len),
+        residual_uses_field,
     };
     Ok((file, report))
 }
@@ -392,7 +455,33 @@ impl Fit<'_> {
                 })
                 .collect(),
             meta: Some(self.meta.to_string()),
+            residual: None,
         }
+    }
+
+    /// Codes what the field of `file` misses so every voxel meets `bound`: against the field's
+    /// prediction, and against decoded neighbours alone; the smaller stream is kept. Returns
+    /// the stream and whether it uses the field.
+    fn residual(
+        &self,
+        file: &MinrFile,
+        bound: Bound,
+        datatype: crate::volume::DataType,
+    ) -> Result<(Vec<u8>, bool), EncodeError> {
+        use crate::residual::{encode, Kind, Mode};
+        let mode = match bound {
+            Bound::Lossless => Mode::Lossless,
+            Bound::MaxError(d) => Mode::Bound { max_error: d },
+        };
+        let kind = Kind::of(datatype);
+        let prediction = self.decode_stored(file, Region::Full)?;
+        let with_field = encode(self.data, Some(&prediction), self.shape, mode, kind)?;
+        let alone = encode(self.data, None, self.shape, mode, kind)?;
+        Ok(if alone.len() < with_field.len() {
+            (alone, false)
+        } else {
+            (with_field, true)
+        })
     }
 
     /// Decodes a file exactly as the decoder will: through `Decoder` itself.
