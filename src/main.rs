@@ -395,17 +395,6 @@ fn check_output(
     force: bool,
     extensions: &[&str],
 ) -> Result<(), Failure> {
-    let name = output.to_string_lossy().to_lowercase();
-    if !extensions.is_empty() && !extensions.iter().any(|e| name.ends_with(e)) {
-        return Err(Failure {
-            code: exit::USAGE,
-            error: anyhow!(
-                "output {} must end in {}",
-                output.display(),
-                extensions.join(", ")
-            ),
-        });
-    }
     for input in inputs {
         if same_file(output, input) {
             return Err(OutputRefused(format!(
@@ -414,6 +403,21 @@ fn check_output(
             ))
             .into());
         }
+    }
+    let name = output.to_string_lossy().to_lowercase();
+    if !extensions.is_empty() && !extensions.iter().any(|e| name.ends_with(e)) {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!(
+                "output {} must end in {}",
+                output.display(),
+                match extensions {
+                    [one] => one.to_string(),
+                    [init @ .., last] => format!("{} or {last}", init.join(", ")),
+                    [] => String::new(),
+                }
+            ),
+        });
     }
     if let Ok(meta) = output.symlink_metadata() {
         if !force {
@@ -426,10 +430,10 @@ fn check_output(
         let target = std::fs::metadata(output).unwrap_or(meta);
         if !target.is_file() {
             return Err(OutputRefused(format!(
-                "output {} is not a regular file ({}); medinr writes only regular files",
+                "writing {}: it is {}, not a regular file; medinr writes only regular files",
                 output.display(),
                 if target.is_dir() {
-                    "it is a directory"
+                    "a directory"
                 } else {
                     "a device, FIFO or socket"
                 }
@@ -443,7 +447,7 @@ fn check_output(
     };
     if !dir.is_dir() {
         return Err(OutputRefused(format!(
-            "cannot write {}: directory {} does not exist",
+            "writing {}: directory {} does not exist",
             output.display(),
             dir.display()
         ))
@@ -468,7 +472,7 @@ fn check_output(
             Ok(())
         }
         Err(e) => Err(OutputRefused(format!(
-            "cannot write {}: cannot create a file in {}: {e}",
+            "writing {}: cannot create a file in {}: {e}",
             output.display(),
             dir.display()
         ))
