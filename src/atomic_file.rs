@@ -25,13 +25,13 @@ impl Drop for TempGuard {
 ///
 /// Without `overwrite` the final step is a hard link (which fails if `path` appeared in the
 /// meantime) where the filesystem supports it, so an existing file is never clobbered.
+///
+/// An existing `path` that is not a regular file (a device such as `/dev/null`, a FIFO, a
+/// directory) is refused even with `overwrite`: renaming over it would replace the node
+/// itself. Temp files that an earlier, killed write to the same `path` left behind (our
+/// naming, with the id of a process that no longer runs) are removed first.
 pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> io::Result<()> {
-    if !overwrite && path.symlink_metadata().is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} already exists", path.display()),
-        ));
-    }
+    check_target(path, overwrite)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -39,9 +39,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> io::Result<()
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    remove_stale_temps(&dir, &name.to_string_lossy());
     let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
+        "{}{}.{}",
+        temp_prefix(&name.to_string_lossy()),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
@@ -70,9 +71,74 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> io::Result<()
     Ok(())
 }
 
+/// Refuses an existing `path` without `overwrite`, and an existing non-regular file always.
+/// (A symbolic link is judged by what it points to; renaming replaces the link itself.)
+pub fn check_target(path: &Path, overwrite: bool) -> io::Result<()> {
+    let Ok(meta) = path.symlink_metadata() else {
+        return Ok(());
+    };
+    if !overwrite {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists", path.display()),
+        ));
+    }
+    let target = fs::metadata(path).unwrap_or(meta);
+    if !target.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} exists and is not a regular file ({}); medinr only replaces regular files",
+                path.display(),
+                if target.is_dir() {
+                    "a directory"
+                } else {
+                    "a device, FIFO or socket"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Start of the temp names for a target named `name`: `.NAME.tmp.` (then `PID.N`).
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp.")
+}
+
+/// Removes `.NAME.tmp.PID.N` files in `dir` whose process is gone (a write killed before its
+/// rename). Only where process ids can be checked (`/proc`); best effort, errors ignored.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let proc_dir = Path::new("/proc/self");
+    if !proc_dir.exists() {
+        return;
+    }
+    let prefix = temp_prefix(name);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, counter)) = rest.split_once('.') else {
+            continue;
+        };
+        let ours = pid.parse::<u32>().is_ok() && counter.parse::<u64>().is_ok();
+        if ours
+            && !Path::new("/proc").join(pid).exists()
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     fn leftovers(dir: &Path) -> Vec<String> {
         fs::read_dir(dir)
@@ -94,6 +160,34 @@ mod tests {
         write_atomic(&p, b"two", true).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        // Pid 0 never names a user process; our own pid is alive.
+        let stale = dir.path().join(".out.bin.tmp.0.7");
+        let live = dir
+            .path()
+            .join(format!(".out.bin.tmp.{}.99", std::process::id()));
+        let other = dir.path().join(".other.bin.tmp.0.1");
+        for f in [&stale, &live, &other] {
+            fs::write(f, b"x").unwrap();
+        }
+        write_atomic(&p, b"one", false).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists() && other.exists());
+    }
+
+    #[test]
+    fn non_regular_targets_are_refused_even_with_overwrite() {
+        let err = write_atomic(Path::new("/dev/null"), b"x", true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
     }
 
     #[test]

@@ -37,11 +37,15 @@ mod exit {
     pub const OUTPUT: u8 = 5;
 }
 
+/// Shown under every `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 other failure (including out of memory), 2 bad usage, 3 unreadable, corrupted or unsupported input, 4 rate or quality target cannot be met, 5 output exists (no --force), is the input or is not a regular file.";
+
 #[derive(Parser)]
 #[command(
     name = "medinr",
     version,
-    about = "Compress medical volumes (CT, MRI, 4D) into implicit neural representations"
+    about = "Compress medical volumes (CT, MRI, 4D) into implicit neural representations",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,12 +68,16 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DeviceArg {
+    /// The CPU (all cores).
     Cpu,
+    /// The first NVIDIA GPU (builds with the `cuda` feature only).
     Cuda,
+    /// CUDA when this build has it, else the CPU (said on stderr).
     Auto,
 }
 
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 struct CompressArgs {
     /// Input scan (.nii or .nii.gz).
     input: PathBuf,
@@ -95,12 +103,13 @@ struct CompressArgs {
     /// Seed of the fit (weights initialisation and sampling).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Multiplies the number of optimisation steps (more = slower, better).
-    #[arg(long, default_value_t = 1.0)]
+    /// Multiplies the number of optimisation steps (more = slower, better), in (0, 100].
+    #[arg(long, default_value_t = 1.0, value_parser = parse_effort, allow_hyphen_values = true)]
     effort: f64,
-    /// Replace NaN/infinite voxels with this value (otherwise such scans are refused).
-    #[arg(long)]
+    /// Replace NaN/infinite voxels with this finite value (otherwise such scans are refused).
+    #[arg(long, value_parser = parse_fill, allow_hyphen_values = true)]
     nan_fill: Option<f32>,
+    /// Where to fit.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
     /// Planned bits per stored parameter: trades field size against quantization precision
@@ -120,10 +129,10 @@ struct CompressArgs {
     /// MLP as WIDTHxLAYERS hidden, e.g. 32x2 (advanced).
     #[arg(long, requires = "levels", value_parser = parse_hidden)]
     hidden: Option<(usize, usize)>,
-    /// Overwrite the output if it exists.
+    /// Overwrite the output if it exists (regular files only).
     #[arg(long)]
     force: bool,
-    /// Print the report as JSON.
+    /// Print the report as JSON on stdout (no progress bar).
     #[arg(long)]
     json: bool,
     /// No progress bar.
@@ -132,30 +141,45 @@ struct CompressArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 struct DecompressArgs {
+    /// Input .minr file.
     input: PathBuf,
     /// Output NIfTI (.nii or .nii.gz).
     #[arg(short, long)]
     output: PathBuf,
     /// Output grid, e.g. 362,434,362 (or 4 values for a series); default: the original grid.
+    /// At most 2^30 voxels.
     #[arg(long, value_parser = parse_shape)]
     shape: Option<Shape>,
+    /// Accepted for symmetry with compress: decoding always runs on the CPU (its bit-exact
+    /// evaluator is the reference); `cuda` is refused by a build without CUDA.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+    /// Overwrite the output if it exists (regular files only).
     #[arg(long)]
     force: bool,
+    /// Print nothing on success.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Axis {
+    /// Sagittal planes (constant x).
     X,
+    /// Coronal planes (constant y).
     Y,
+    /// Axial planes (constant z).
     Z,
 }
 
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 struct SliceArgs {
+    /// Input .minr file.
     input: PathBuf,
+    /// Axis the slice is perpendicular to.
     #[arg(long, value_enum, default_value = "z")]
     axis: Axis,
     /// Slice index along the axis (default: the middle slice).
@@ -170,23 +194,35 @@ struct SliceArgs {
     /// Display window for PNG as CENTER,WIDTH in stored values (default: the scan's full range).
     #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
+    /// Accepted for symmetry with compress: decoding always runs on the CPU.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+    /// Overwrite the output if it exists (regular files only).
     #[arg(long)]
     force: bool,
+    /// Print nothing on success.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 struct InfoArgs {
+    /// Input .minr file (only its description is read; the parameters are not decoded).
     input: PathBuf,
+    /// Print the description as JSON.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 struct CompareArgs {
+    /// Reference scan (.nii or .nii.gz); PSNR uses its value range.
     reference: PathBuf,
+    /// Scan to compare with it (same grid).
     test: PathBuf,
+    /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -219,10 +255,39 @@ fn parse_window(s: &str) -> Result<(f64, f64), String> {
     let parts: Vec<&str> = s.split(',').collect();
     match parts.as_slice() {
         [c, w] => match (c.trim().parse::<f64>(), w.trim().parse::<f64>()) {
-            (Ok(c), Ok(w)) if w > 0.0 => Ok((c, w)),
-            _ => Err(format!("'{s}' is not CENTER,WIDTH with a positive width")),
+            (Ok(c), Ok(w)) if c.is_finite() && w.is_finite() && w > 0.0 => Ok((c, w)),
+            _ => Err(format!(
+                "'{s}' is not CENTER,WIDTH with a finite center and a positive, finite width"
+            )),
         },
         _ => Err(format!("'{s}' is not CENTER,WIDTH")),
+    }
+}
+
+/// `--effort`: finite, positive and at most the encoder's bound, checked before any work.
+fn parse_effort(s: &str) -> Result<f64, String> {
+    let max = medinr_max_effort();
+    match s.trim().parse::<f64>() {
+        Ok(e) if e.is_finite() && e > 0.0 && e <= max => Ok(e),
+        _ => Err(format!("'{s}' is not an effort in (0, {max}]")),
+    }
+}
+
+#[cfg(feature = "train")]
+fn medinr_max_effort() -> f64 {
+    medinr::encoder::MAX_EFFORT
+}
+
+#[cfg(not(feature = "train"))]
+fn medinr_max_effort() -> f64 {
+    100.0
+}
+
+/// `--nan-fill`: the value that replaces NaN/infinite voxels must itself be finite.
+fn parse_fill(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a finite fill value")),
     }
 }
 
@@ -248,17 +313,22 @@ fn classify(error: &anyhow::Error) -> u8 {
         #[cfg(feature = "train")]
         if let Some(e) = cause.downcast_ref::<EncodeError>() {
             return match e {
-                EncodeError::NonFinite { .. } => exit::BAD_INPUT,
-                EncodeError::TargetTooSmall { .. } | EncodeError::PsnrUnreachable { .. } => {
-                    exit::TARGET
+                EncodeError::NonFinite { .. } | EncodeError::RangeTooWide { .. } => exit::BAD_INPUT,
+                EncodeError::TargetTooSmall { .. }
+                | EncodeError::TargetTooLarge { .. }
+                | EncodeError::ArchitectureTooLarge { .. }
+                | EncodeError::PsnrUnreachable { .. } => exit::TARGET,
+                EncodeError::BadTarget(_) | EncodeError::Settings(_) | EncodeError::Preset(_) => {
+                    exit::USAGE
                 }
-                EncodeError::BadTarget(_) | EncodeError::Settings(_) => exit::USAGE,
                 _ => exit::FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<DecodeError>() {
             return match e {
-                DecodeError::Request(_) | DecodeError::Regrid(_) => exit::USAGE,
+                DecodeError::Request(_) | DecodeError::Regrid(_) | DecodeError::TooLarge { .. } => {
+                    exit::USAGE
+                }
                 DecodeError::Io { .. } => exit::BAD_INPUT,
                 DecodeError::Format(_)
                 | DecodeError::Header(_)
@@ -324,8 +394,16 @@ fn write_failure(output: &Path, error: anyhow::Error) -> Failure {
     }
 }
 
-/// Refuses to write over an input or over an existing file without --force.
-fn check_output(output: &Path, inputs: &[&Path], force: bool) -> Result<(), Failure> {
+/// Checks the output before any work, so a bad path fails in a second, not after the fit:
+/// its name ends in one of `extensions` (when given; exit 2), it is not an input, it does not
+/// exist unless `force`, and then only as a regular file (never a device, FIFO or directory),
+/// and its directory exists and takes a new file (exit 5).
+fn check_output(
+    output: &Path,
+    inputs: &[&Path],
+    force: bool,
+    extensions: &[&str],
+) -> Result<(), Failure> {
     for input in inputs {
         if same_file(output, input) {
             return Err(OutputRefused(format!(
@@ -335,14 +413,80 @@ fn check_output(output: &Path, inputs: &[&Path], force: bool) -> Result<(), Fail
             .into());
         }
     }
-    if output.exists() && !force {
+    let name = output.to_string_lossy().to_lowercase();
+    if !extensions.is_empty() && !extensions.iter().any(|e| name.ends_with(e)) {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!(
+                "output {} must end in {}",
+                output.display(),
+                match extensions {
+                    [one] => one.to_string(),
+                    [init @ .., last] => format!("{} or {last}", init.join(", ")),
+                    [] => String::new(),
+                }
+            ),
+        });
+    }
+    if let Ok(meta) = output.symlink_metadata() {
+        if !force {
+            return Err(OutputRefused(format!(
+                "output {} exists; pass --force to overwrite it",
+                output.display()
+            ))
+            .into());
+        }
+        let target = std::fs::metadata(output).unwrap_or(meta);
+        if !target.is_file() {
+            return Err(OutputRefused(format!(
+                "writing {}: it is {}, not a regular file; medinr writes only regular files",
+                output.display(),
+                if target.is_dir() {
+                    "a directory"
+                } else {
+                    "a device, FIFO or socket"
+                }
+            ))
+            .into());
+        }
+    }
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
         return Err(OutputRefused(format!(
-            "output {} exists; pass --force to overwrite it",
-            output.display()
+            "writing {}: directory {} does not exist",
+            output.display(),
+            dir.display()
         ))
         .into());
     }
-    Ok(())
+    // Can a file be created there? Probe with a name of the atomic writer's temp pattern
+    // (`.NAME.tmp.PID.N`), so a run killed right here leaves nothing the next run keeps.
+    let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned());
+    let probe = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        file_name.unwrap_or_default(),
+        std::process::id(),
+        u64::MAX
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(OutputRefused(format!(
+            "writing {}: cannot create a file in {}: {e}",
+            output.display(),
+            dir.display()
+        ))
+        .into()),
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -357,8 +501,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn device(arg: DeviceArg) -> Result<Device, Failure> {
     check_device(arg)?;
     Ok(match arg {
-        DeviceArg::Cpu | DeviceArg::Auto => Device::Cpu,
-        DeviceArg::Cuda => Device::Cuda(0),
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Auto if !medinr::CUDA_BUILT => {
+            eprintln!("medinr: --device auto: this build has no CUDA support; fitting on the CPU");
+            Device::Cpu
+        }
+        DeviceArg::Cuda | DeviceArg::Auto => Device::Cuda(0),
     })
 }
 
@@ -434,7 +582,7 @@ fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSet
 
 #[cfg(feature = "train")]
 fn compress(a: CompressArgs) -> Result<(), Failure> {
-    check_output(&a.output, &[&a.input], a.force)?;
+    check_output(&a.output, &[&a.input], a.force, &[])?;
     let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
     let bound = match (a.max_error, a.lossless) {
         (Some(d), _) if !(d.is_finite() && d >= 0.0) => {
@@ -499,7 +647,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
     } else {
         let q = &report.quality;
         println!(
-            "{} -> {}: {} bytes, {:.4} bpv, ratio {:.1}:1\n  PSNR {:.2} dB  SSIM {:.4}  max abs error {}  MAE {:.3}  (before quantization {:.2} dB)\n  fit {:.1} s ({} steps), total {:.1} s, {} parameters",
+            "{} -> {}: {} bytes, {:.4} bpv, ratio {:.1}:1\n  PSNR {:.2} dB  SSIM {:.4}  max abs error {}  MAE {:.3}  (physical units; before quantization {:.2} dB)\n  fit {:.1} s ({} steps), total {:.1} s, {} parameters",
             a.input.display(),
             a.output.display(),
             report.bytes,
@@ -520,7 +668,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
 }
 
 fn decompress(a: DecompressArgs) -> Result<(), Failure> {
-    check_output(&a.output, &[&a.input], a.force)?;
+    check_output(&a.output, &[&a.input], a.force, &[".nii", ".nii.gz"])?;
     check_device(a.device)?;
     let decoder =
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
@@ -542,13 +690,38 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
             a.input.display()
         );
     }
-    let volume = decoder.decode(shape)?;
+    let own_grid = shape.is_none();
+    let volume = decoder.decode(shape).map_err(|e| {
+        let mut f = Failure::from(e);
+        // Too large on the file's own grid is the file's doing, not the command line's.
+        if own_grid && f.code == exit::USAGE {
+            f.code = exit::BAD_INPUT;
+        }
+        f
+    })?;
     write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
+    if !a.quiet {
+        let s = volume.shape();
+        eprintln!(
+            "wrote {}: {}×{}×{}×{} {}",
+            a.output.display(),
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            volume.header.datatype().name()
+        );
+    }
     Ok(())
 }
 
 fn slice(a: SliceArgs) -> Result<(), Failure> {
-    check_output(&a.output, &[&a.input], a.force)?;
+    check_output(
+        &a.output,
+        &[&a.input],
+        a.force,
+        &[".png", ".nii", ".nii.gz"],
+    )?;
     check_device(a.device)?;
     let decoder =
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
@@ -587,6 +760,19 @@ fn slice(a: SliceArgs) -> Result<(), Failure> {
             ),
         });
     }
+    if !a.quiet {
+        let plane: Vec<String> = (0..3)
+            .filter(|&k| k != axis)
+            .map(|k| out_shape[k].to_string())
+            .collect();
+        eprintln!(
+            "wrote {}: slice {index} on axis {} of frame {} ({})",
+            a.output.display(),
+            ["x", "y", "z"][axis],
+            a.frame,
+            plane.join("×")
+        );
+    }
     Ok(())
 }
 
@@ -595,9 +781,9 @@ fn info(a: InfoArgs) -> Result<(), Failure> {
         code: exit::BAD_INPUT,
         error: anyhow!("cannot read {}: {e}", a.input.display()),
     })?;
-    let decoder =
-        Decoder::from_bytes(&bytes).with_context(|| format!("reading {}", a.input.display()))?;
-    let summary = render::summary(&decoder, &bytes)?;
+    let (file, header) =
+        Decoder::describe(&bytes).with_context(|| format!("reading {}", a.input.display()))?;
+    let summary = render::summary(&file, &header, &bytes)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -616,16 +802,14 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
             error: anyhow!("shapes differ: {:?} vs {:?}", r.shape(), t.shape()),
         });
     }
-    let physical = |v: &Volume| -> Vec<f32> {
-        let (s, i) = (v.header.scl_slope(), v.header.scl_inter());
-        v.data.iter().map(|&x| (x as f64 * s + i) as f32).collect()
-    };
+    let physical =
+        |v: &Volume| metrics::physical(&v.data, v.header.scl_slope(), v.header.scl_inter());
     let c = metrics::compare(&physical(&r), &physical(&t), r.shape())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         println!(
-            "PSNR {:.3} dB (range {})  SSIM {:.5}  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels)",
+            "PSNR {:.3} dB (range {})  SSIM {:.5}  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels, physical units)",
             c.psnr_db, c.data_range, c.ssim, c.max_abs_error, c.mae, c.rmse, c.voxels
         );
     }

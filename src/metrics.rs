@@ -86,6 +86,19 @@ pub const SSIM_K1: f64 = 0.01;
 /// SSIM contrast stabiliser constant.
 pub const SSIM_K2: f64 = 0.03;
 
+/// Stored values in physical units (`v · slope + inter`, NIfTI's scl_slope/scl_inter), the
+/// one unit medinr reports quality in: the compress report and `medinr compare` agree. The
+/// identity scaling returns the values unchanged.
+pub fn physical(values: &[f32], slope: f64, inter: f64) -> Vec<f32> {
+    if slope == 1.0 && inter == 0.0 {
+        return values.to_vec();
+    }
+    values
+        .iter()
+        .map(|&x| (x as f64 * slope + inter) as f32)
+        .collect()
+}
+
 /// Compare `test` against `reference`: PSNR, SSIM and error statistics.
 ///
 /// Fails on a shape/length mismatch, empty input, or any non-finite value.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::codec::container::Container;
-use crate::decoder::Decoder;
+use crate::codec::payload::MinrFile;
 use crate::model::FieldConfig;
 use crate::volume::{Header, VolumeError};
 
@@ -116,10 +116,12 @@ pub struct Summary {
     pub meta: Option<serde_json::Value>,
 }
 
-pub fn summary(decoder: &Decoder, bytes: &[u8]) -> Result<Summary, crate::codec::FormatError> {
+pub fn summary(
+    f: &MinrFile,
+    h: &Header,
+    bytes: &[u8],
+) -> Result<Summary, crate::codec::FormatError> {
     let c = Container::parse(bytes)?;
-    let h = decoder.header();
-    let f = decoder.file();
     let voxels: usize = h.shape().iter().product();
     let bits = bytes.len() as f64 * 8.0;
     let meta: Option<serde_json::Value> =
@@ -216,7 +218,8 @@ pub fn summary_text(s: &Summary) -> String {
             .collect::<Vec<_>>()
             .join("×"),
         s.datatype,
-        s.spacing
+        // A 3D scan has no time step to show (its 4th pixdim is usually 0).
+        s.spacing[..if s.shape[3] > 1 { 4 } else { 3 }]
             .iter()
             .map(|v| format!("{v:.4}"))
             .collect::<Vec<_>>()

@@ -176,6 +176,20 @@ impl MinrFile {
         Ok(c.to_bytes())
     }
 
+    /// Takes the tensors out of the file and dequantizes each in place (`symbol · step`, file
+    /// order, the same values as [`MinrFile::dequantized`]): the decoder's way, so the
+    /// parameters exist once in memory, not as symbols and values side by side.
+    pub fn take_dequantized(&mut self) -> Vec<Vec<f32>> {
+        std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|t| {
+                let step = t.step;
+                // Same size and alignment: the standard library reuses the symbols' buffer.
+                t.symbols.into_iter().map(|s| s as f32 * step).collect()
+            })
+            .collect()
+    }
+
     /// The parameters as the decoder uses them (`symbol · step`, file order).
     pub fn dequantized(&self) -> Vec<Vec<f32>> {
         self.tensors
@@ -186,10 +200,27 @@ impl MinrFile {
 
     /// Parses and checks a file: container framing and checksums, then every payload.
     pub fn parse(bytes: &[u8]) -> Result<MinrFile, FormatError> {
+        MinrFile::parse_sections(bytes, true)
+    }
+
+    /// Parses a file without decoding its tensor streams (`tensors` is left empty): framing,
+    /// every checksum, HEAD, NIFT and meta are checked, but TENS is only checksummed. For
+    /// describing a file (`medinr info`) without the memory its parameters would take — up
+    /// to 1 GiB for a file at the format's limits.
+    pub fn parse_without_tensors(bytes: &[u8]) -> Result<MinrFile, FormatError> {
+        MinrFile::parse_sections(bytes, false)
+    }
+
+    fn parse_sections(bytes: &[u8], with_tensors: bool) -> Result<MinrFile, FormatError> {
         let c = Container::parse(bytes)?;
         let head = Head::read(c.require(HEAD)?)?;
         let nifti_header = unzlib(c.require(NIFT)?)?;
-        let tensors = read_tensors(c.require(TENS)?, &head.field)?;
+        let tens = c.require(TENS)?;
+        let tensors = if with_tensors {
+            read_tensors(tens, &head.field)?
+        } else {
+            Vec::new()
+        };
         let meta = c
             .section(META)
             .map(|m| String::from_utf8_lossy(m).into_owned());

@@ -32,8 +32,31 @@ pub struct Evaluator {
 impl Evaluator {
     /// Builds the evaluator from parameters in file order (see `field::tensor_specs`).
     pub fn new(config: &FieldConfig, tensors: &[Vec<f32>]) -> Result<Evaluator, ModelError> {
-        check_tensors(config, tensors)?;
+        Evaluator::from_owned(config, tensors.to_vec())
+    }
+
+    /// Like [`Evaluator::new`], consuming the parameters: each grid level is freed as soon as
+    /// it is copied into the flat table, so a file at the format's limits (2^28 grid values,
+    /// 1 GiB) needs the table plus at most one level beside it, and the table's memory is
+    /// reserved fallibly.
+    pub fn from_owned(
+        config: &FieldConfig,
+        mut tensors: Vec<Vec<f32>>,
+    ) -> Result<Evaluator, ModelError> {
+        check_tensors(config, &tensors)?;
         let levels = config.levels();
+        let total: usize = tensors[..levels].iter().map(Vec::len).sum();
+        let mut table: Vec<f32> = Vec::new();
+        table
+            .try_reserve_exact(total)
+            .map_err(|_| ModelError::Allocation {
+                what: "the grid tables",
+                bytes: total.saturating_mul(4),
+            })?;
+        for level in &mut tensors[..levels] {
+            table.extend_from_slice(level);
+            *level = Vec::new();
+        }
         let shapes = config.mlp_layers();
         let last = shapes.len() - 1;
         let layers: Vec<Layer> = shapes
@@ -51,7 +74,7 @@ impl Evaluator {
             .unwrap_or(1);
         Ok(Evaluator {
             config: config.clone(),
-            table: tensors[..levels].concat(),
+            table,
             layout,
             layers,
             widest,
@@ -98,7 +121,13 @@ impl Evaluator {
         let (ranges, out_shape) = region_ranges(shape, region);
         let row = out_shape[0];
         let total: usize = out_shape.iter().product();
-        let mut out = vec![0f32; total];
+        let mut out: Vec<f32> = Vec::new();
+        out.try_reserve_exact(total)
+            .map_err(|_| ModelError::Allocation {
+                what: "the decoded voxels",
+                bytes: total.saturating_mul(4),
+            })?;
+        out.resize(total, 0.0);
         let rows_per_task = (TASK / row.max(1)).max(1);
         let (ny, nz) = (out_shape[1], out_shape[2]);
         out.par_chunks_mut(rows_per_task * row)

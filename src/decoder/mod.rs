@@ -36,16 +36,21 @@ pub enum Region {
     },
 }
 
-/// Largest output a decode may produce (voxels), so a typo in `--shape` is an error, not an
-/// attempt to allocate terabytes.
-pub const MAX_OUTPUT_VOXELS: usize = 1 << 32;
+/// Largest output a decode may produce (voxels): the memory budget of a decode. The voxels are
+/// held as f32 (4 GiB at this cap) and encoded once more for writing (up to 8 GiB for f64), so
+/// a typo in `--shape` or a file claiming a 65536×65536 grid is refused with its size named
+/// instead of aborting on allocation. Below the cap, allocations are fallible
+/// ([`DecodeError::Model`] with `ModelError::Allocation`), so a smaller memory limit also
+/// gives an error, not an abort. 2^30 voxels is 8× the largest scan in `data/` upsampled
+/// twice per axis (Colin27 at 0.5 mm is 1.1 × 10^8 voxels).
+pub const MAX_OUTPUT_VOXELS: usize = 1 << 30;
 
 /// Why a file could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path as given.
         path: String,
@@ -82,6 +87,14 @@ pub enum DecodeError {
     /// The residual layer is damaged or does not match the scan.
     #[error("the residual layer (section RESI) cannot be decoded: {0}")]
     Residual(#[from] ResidualError),
+    /// The grid to produce is over the decode's memory budget ([`MAX_OUTPUT_VOXELS`]).
+    #[error("a {}×{}×{}×{} grid is {voxels} voxels ({} GiB as f32), more than the decoder's budget of {MAX_OUTPUT_VOXELS} voxels", shape[0], shape[1], shape[2], shape[3], (*voxels as f64 * 4.0 / (1u64 << 30) as f64).round())]
+    TooLarge {
+        /// The grid asked for.
+        shape: [usize; 4],
+        /// Its voxel count (saturated at `u128::MAX`, which no grid reaches).
+        voxels: u128,
+    },
 }
 
 /// An opened, verified `.minr` file.
@@ -108,19 +121,23 @@ impl Decoder {
         Decoder::from_file(MinrFile::parse(bytes)?, bytes.len())
     }
 
-    /// A decoder for a file already in memory (`bytes`: its size on disk, for reports).
-    pub fn from_file(file: MinrFile, bytes: usize) -> Result<Decoder, DecodeError> {
-        let header = Header::from_bytes(&file.nifti_header).map_err(DecodeError::Header)?;
+    /// Parses and verifies a file's description — framing, checksums, HEAD, the stored NIfTI
+    /// header and its agreement with the field — without decoding the parameters, so it needs
+    /// no more memory than the file itself. The returned file's `tensors` is empty.
+    pub fn describe(bytes: &[u8]) -> Result<(MinrFile, Header), DecodeError> {
+        let file = MinrFile::parse_without_tensors(bytes)?;
+        let header = checked_header(&file)?;
+        Ok((file, header))
+    }
+
+    /// A decoder for a file already in memory (`bytes`: its size on disk, for reports). The
+    /// decoder keeps the file's description; its tensors move into the evaluator (one copy
+    /// of the parameters, dequantized in place), so [`Decoder::file`]'s `tensors` is empty.
+    pub fn from_file(mut file: MinrFile, bytes: usize) -> Result<Decoder, DecodeError> {
+        let header = checked_header(&file)?;
+        let tensors = file.take_dequantized();
+        let evaluator = Evaluator::from_owned(&file.head.field, tensors)?;
         let field_shape = file.head.shape.map(|n| n as usize);
-        if header.shape() != field_shape || header.datatype().nifti_code() != file.head.datatype {
-            return Err(DecodeError::Inconsistent {
-                header: header.shape(),
-                field: field_shape,
-                header_type: header.datatype().name().to_string(),
-                field_type: file.head.datatype,
-            });
-        }
-        let evaluator = Evaluator::new(&file.head.field, &file.dequantized())?;
         if let Some(bytes) = &file.residual {
             let stream = residual::Reader::open(bytes)?;
             if stream.header().shape != field_shape {
@@ -137,7 +154,7 @@ impl Decoder {
         })
     }
 
-    /// The parsed file.
+    /// The parsed file (without its tensors, which the evaluator holds).
     pub fn file(&self) -> &MinrFile {
         &self.file
     }
@@ -161,6 +178,7 @@ impl Decoder {
     /// field of view, with the header adjusted to that grid.
     pub fn decode(&self, shape: Option<[usize; 4]>) -> Result<Volume, DecodeError> {
         let shape = shape.unwrap_or(self.shape());
+        check_budget(shape)?;
         let header = if shape == self.shape() {
             self.header.clone()
         } else {
@@ -267,17 +285,45 @@ impl Decoder {
     }
 }
 
+/// The stored NIfTI header, checked against the field's shape and datatype.
+fn checked_header(file: &MinrFile) -> Result<Header, DecodeError> {
+    let header = Header::from_bytes(&file.nifti_header).map_err(DecodeError::Header)?;
+    let field_shape = file.head.shape.map(|n| n as usize);
+    if header.shape() != field_shape || header.datatype().nifti_code() != file.head.datatype {
+        return Err(DecodeError::Inconsistent {
+            header: header.shape(),
+            field: field_shape,
+            header_type: header.datatype().name().to_string(),
+            field_type: file.head.datatype,
+        });
+    }
+    Ok(header)
+}
+
+/// Refuses a grid over the memory budget, before any header or buffer is made for it.
+pub fn check_budget(shape: [usize; 4]) -> Result<(), DecodeError> {
+    let voxels = shape.iter().map(|&n| n as u128).product::<u128>();
+    if voxels > MAX_OUTPUT_VOXELS as u128 {
+        return Err(DecodeError::TooLarge { shape, voxels });
+    }
+    Ok(())
+}
+
 fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
     if shape.contains(&0) {
         return Err(DecodeError::Request(format!(
             "shape {shape:?} has a zero dimension"
         )));
     }
-    let total = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
-    if !matches!(total, Some(t) if t <= MAX_OUTPUT_VOXELS) {
-        return Err(DecodeError::Request(format!(
-            "shape {shape:?} is larger than {MAX_OUTPUT_VOXELS} voxels"
-        )));
+    match region {
+        Region::Full => check_budget(shape)?,
+        Region::Frame(_) => check_budget([shape[0], shape[1], shape[2], 1])?,
+        // A slice's own size is bounded by the two in-plane axes.
+        Region::Slice { axis, .. } => {
+            let mut plane = [shape[0], shape[1], shape[2], 1];
+            plane[axis.min(2)] = 1;
+            check_budget(plane)?
+        }
     }
     match region {
         Region::Full => Ok(()),

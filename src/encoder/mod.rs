@@ -170,7 +170,7 @@ pub enum EncodeError {
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
     /// The file just made does not decode (a bug: please report it).
-    #[error("the file just written does not decode: {0}")]
+    #[error("the file just written does not decode")]
     SelfCheck(#[from] DecodeError),
     /// The residual layer could not be coded.
     #[error(transparent)]
@@ -183,7 +183,41 @@ pub enum EncodeError {
         /// The bound.
         bound: f64,
     },
+    /// The field options (`Preset`: levels, features, MLP) are out of range.
+    #[error("invalid field options")]
+    Preset(#[source] ModelError),
+    /// The explicit architecture's MLP alone has more parameters than the target allows.
+    #[error("the MLP asked for (--hidden) alone has {mlp} parameters, more than the {budget} the target allows; choose a smaller MLP or a higher rate")]
+    ArchitectureTooLarge {
+        /// Parameters of the MLP.
+        mlp: usize,
+        /// Parameters the target allows (at the planned bits per parameter).
+        budget: usize,
+    },
+    /// The scan's value range is wider than f32 can hold, so it cannot be normalised.
+    #[error("the scan's values span [{min:e}, {max:e}], a range wider than f32 can represent ({:e}); medinr cannot normalise it", f32::MAX)]
+    RangeTooWide {
+        /// Smallest value.
+        min: f64,
+        /// Largest value.
+        max: f64,
+    },
+    /// The asked size is at least the scan's own stored size: a field that large is never
+    /// better than storing the scan itself.
+    #[error("{target} bytes were asked for, but the scan's stored data is only {stored} bytes: a file that large is never useful; ask for a lower rate (below {max_bpv} bpv)")]
+    TargetTooLarge {
+        /// Bytes asked for.
+        target: usize,
+        /// The scan's stored (uncompressed) data size.
+        stored: usize,
+        /// The stored bits per voxel, the useful maximum.
+        max_bpv: usize,
+    },
 }
+
+/// Largest `effort`: 100× the default steps is already far past where quality stops
+/// improving (the fit's learning rate has decayed long before), and it bounds a run's time.
+pub const MAX_EFFORT: f64 = 100.0;
 
 /// Compresses `volume`.
 pub fn encode(
@@ -193,20 +227,28 @@ pub fn encode(
 ) -> Result<(MinrFile, EncodeReport), EncodeError> {
     let start = Instant::now();
     options.settings.validate()?;
-    if !(options.effort.is_finite() && options.effort > 0.0) {
+    if !(options.effort.is_finite() && options.effort > 0.0 && options.effort <= MAX_EFFORT) {
         return Err(EncodeError::BadTarget(format!(
-            "effort {} must be positive and finite",
+            "effort {} must be in (0, {MAX_EFFORT}]",
             options.effort
         )));
     }
     if let Some(preset) = &options.preset {
-        preset.validate().map_err(ModelError::from)?;
+        preset
+            .validate()
+            .map_err(|e| EncodeError::Preset(ModelError::from(e)))?;
     }
     let data = finite_data(volume, options.nan_fill)?;
     let shape = volume.shape();
     let voxels = data.len();
     let (value_min, value_max) = value_range(&data);
     let scale = (value_max - value_min) as f32;
+    if !scale.is_finite() {
+        return Err(EncodeError::RangeTooWide {
+            min: value_min,
+            max: value_max,
+        });
+    }
     let targets: Vec<f32> = data
         .iter()
         .map(|&v| ((v as f64 - value_min) as f32) / scale)
@@ -226,6 +268,14 @@ pub fn encode(
             )))
         }
     };
+    let stored_bytes = stored_bits * voxels / 8;
+    if let Some(target) = target_bytes.filter(|&t| t >= stored_bytes) {
+        return Err(EncodeError::TargetTooLarge {
+            target,
+            stored: stored_bytes,
+            max_bpv: stored_bits,
+        });
+    }
     let nifti_header = volume.header.to_bytes();
     let meta = serde_json::json!({
         "encoder": concat!("medinr ", env!("CARGO_PKG_VERSION")),
@@ -273,18 +323,28 @@ pub fn encode(
     }
     let bytes = file.to_bytes()?.len();
     let decoded = ctx.decode_stored(&file, Region::Full)?;
-    let quality = metrics::compare(&data, &decoded, shape)?;
+    // Reported in physical units (after scl_slope/scl_inter), as `medinr compare` does.
+    let (slope, inter) = (volume.header.scl_slope(), volume.header.scl_inter());
+    let quality = metrics::compare(
+        &metrics::physical(&data, slope, inter),
+        &metrics::physical(&decoded, slope, inter),
+        shape,
+    )?;
     if let Some(bound) = options.bound {
+        // The guarantee is in stored units, checked on every voxel of the real file.
         let limit = match bound {
             Bound::Lossless => 0.0,
             Bound::MaxError(d) => d,
         };
-        let exact = decoded.iter().zip(&data).all(|(a, b)| {
-            a.to_bits() == b.to_bits() || (limit > 0.0 && (a - b).abs() as f64 <= limit)
-        });
-        if !exact || quality.max_abs_error > limit {
+        let mut worst = 0f64;
+        let mut exact = true;
+        for (a, b) in decoded.iter().zip(&data) {
+            worst = worst.max((*a as f64 - *b as f64).abs());
+            exact &= a.to_bits() == b.to_bits();
+        }
+        if (limit == 0.0 && !exact) || worst > limit {
             return Err(EncodeError::BoundViolated {
-                got: quality.max_abs_error,
+                got: worst,
                 bound: limit,
             });
         }
@@ -399,6 +459,14 @@ impl Fit<'_> {
             .clone()
             .unwrap_or_else(|| self.settings.architecture.preset_for(parameters));
         let probe = FieldConfig::for_shape(self.shape, 1, &preset);
+        // An explicit architecture whose MLP alone exceeds the budget cannot land near the
+        // target: say so now rather than after a long fit that the size search then rejects.
+        if self.options.preset.is_some() && probe.mlp_parameters() > parameters {
+            return Err(EncodeError::ArchitectureTooLarge {
+                mlp: probe.mlp_parameters(),
+                budget: parameters,
+            });
+        }
         let grid_budget = parameters.saturating_sub(probe.mlp_parameters()).max(64);
         let config = FieldConfig::for_shape(self.shape, grid_budget, &preset);
         let device = self.options.device.candle()?;

@@ -29,6 +29,15 @@ pub enum ModelError {
         /// Values the configuration needs.
         expected: usize,
     },
+    /// Memory for the parameters or an output grid could not be had (sizes come from a file
+    /// or a request, so this is an error, not an abort).
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    Allocation {
+        /// What the memory was for.
+        what: &'static str,
+        /// Bytes asked for.
+        bytes: usize,
+    },
     /// There are more or fewer tensors than the configuration has.
     #[error("expected {expected} tensors, got {got}")]
     TensorCount {

@@ -94,6 +94,19 @@ pub enum VolumeError {
         /// The shape concerned.
         shape: [usize; 4],
     },
+    /// An integer voxel is beyond ±2^24, where f32 (medinr's working type) stops holding
+    /// every integer: reading it would silently change it, so the scan is refused.
+    #[error("{}voxel {index} holds {value}, beyond ±2^24 (16777216): medinr works in f32, which cannot hold every integer past that, so {datatype} scans must stay within ±2^24", prefix(.file))]
+    InexactInteger {
+        /// The file concerned.
+        file: PathBuf,
+        /// Flat index of the first such voxel.
+        index: usize,
+        /// Its stored value.
+        value: i64,
+        /// The datatype's name.
+        datatype: &'static str,
+    },
     /// A requested new grid cannot be represented (zero axis, too large for NIfTI-1, ...).
     #[error("{}invalid shape {shape:?}: {reason}", prefix(.file))]
     InvalidShape {
@@ -128,6 +141,7 @@ impl VolumeError {
             | VolumeError::BadHeader { file, .. }
             | VolumeError::Truncated { file, .. }
             | VolumeError::ShapeMismatch { file, .. }
+            | VolumeError::InexactInteger { file, .. }
             | VolumeError::InvalidShape { file, .. } => file,
         };
         if file.as_os_str().is_empty() {
@@ -148,6 +162,7 @@ impl VolumeError {
             | VolumeError::BadHeader { file, .. }
             | VolumeError::Truncated { file, .. }
             | VolumeError::ShapeMismatch { file, .. }
+            | VolumeError::InexactInteger { file, .. }
             | VolumeError::InvalidShape { file, .. } => file,
         }
     }

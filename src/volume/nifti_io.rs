@@ -55,6 +55,16 @@ fn read_up_to(
 /// before scl_slope/scl_inter. Bytes after the voxel data are ignored.
 pub fn read_nifti(path: &Path) -> Result<Volume, VolumeError> {
     let (header, bytes) = read_nifti_bytes(path)?;
+    if let Some((index, value)) =
+        voxels::first_inexact(&bytes, header.datatype(), header.is_big_endian())
+    {
+        return Err(VolumeError::InexactInteger {
+            file: path.to_path_buf(),
+            index,
+            value,
+            datatype: header.datatype().name(),
+        });
+    }
     let data = voxels::decode(&bytes, header.datatype(), header.is_big_endian());
     Ok(Volume { data, header })
 }
@@ -190,6 +200,14 @@ pub fn write_nifti(path: &Path, vol: &Volume, overwrite: bool) -> Result<(), Vol
         });
     }
     let mut bytes = h.to_bytes();
+    let data_bytes = expected.saturating_mul(h.datatype().bytes());
+    bytes.try_reserve_exact(data_bytes).map_err(|_| {
+        io_err(
+            path,
+            "cannot allocate memory to encode",
+            std::io::Error::other(format!("{data_bytes} bytes of voxels")),
+        )
+    })?;
     voxels::encode_into(&vol.data, h.datatype(), h.is_big_endian(), &mut bytes);
     let gz = path
         .file_name()

@@ -1,8 +1,9 @@
 //! Conversion between stored voxel bytes (any supported type, either byte order) and f32.
 //!
 //! Lossless for u8, i8, u16, i16 and f32 (f32 bit patterns, NaN payloads included, are kept).
-//! i32, u32 and f64 go through f32 and keep only 24 bits of mantissa: integers beyond 2^24
-//! and f64 values that are not exactly representable as f32 change on a round trip.
+//! i32, u32 and f64 go through f32 and keep only 24 bits of mantissa: f64 values that are not
+//! exactly representable as f32 change on a round trip, and integers beyond ±2^24 would, so
+//! the reader refuses them ([`first_inexact`]).
 
 use super::DataType;
 
@@ -31,6 +32,33 @@ pub fn decode(bytes: &[u8], dt: DataType, big_endian: bool) -> Vec<f32> {
         DataType::I32 => conv(bytes, be, |a| i32::from_le_bytes(a) as f32),
         DataType::F32 => conv(bytes, be, f32::from_le_bytes),
         DataType::F64 => conv(bytes, be, |a| f64::from_le_bytes(a) as f32),
+    }
+}
+
+/// Largest integer magnitude f32 holds exactly together with all smaller ones (2^24).
+pub const MAX_EXACT_INTEGER: i64 = 1 << 24;
+
+/// The first voxel (flat index, value) of a u32/i32 buffer beyond ±2^24, which the f32
+/// conversion of [`decode`] would change; `None` for other types or when all are exact.
+pub fn first_inexact(bytes: &[u8], dt: DataType, big_endian: bool) -> Option<(usize, i64)> {
+    let value = |c: &[u8]| {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(c);
+        if big_endian {
+            a.reverse();
+        }
+        match dt {
+            DataType::U32 => u32::from_le_bytes(a) as i64,
+            _ => i32::from_le_bytes(a) as i64,
+        }
+    };
+    match dt {
+        DataType::U32 | DataType::I32 => bytes
+            .chunks_exact(4)
+            .map(value)
+            .enumerate()
+            .find(|&(_, v)| v.abs() > MAX_EXACT_INTEGER),
+        _ => None,
     }
 }
 
