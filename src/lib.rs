@@ -14,6 +14,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod field;
 pub mod fit;
+pub mod gpu;
 pub mod metrics;
 pub mod render;
 pub mod volume;
