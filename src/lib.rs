@@ -26,6 +26,11 @@ pub mod encoder;
 pub mod settings;
 
 pub mod decoder;
+/// The CUDA kernels (`kernels/*.cu`): their host build, run against the Rust reference in
+/// the tests, and (feature `cuda`) their launch on a GPU. Not a stable API.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod gpu;
 pub mod metrics;
 #[allow(missing_docs)]
 // documented per item where it matters; error variants read as their messages
@@ -61,7 +66,7 @@ pub mod study {
     pub use crate::atomic_file::write_atomic;
     #[cfg(feature = "jpeg2000")]
     pub use crate::baseline::jpeg2000::{code_volume, J2kError, J2kMode, J2kResult};
-    pub use crate::model::{FieldConfig, Preset};
+    pub use crate::model::{tensor_specs, FieldConfig, GridLayout, Preset, TensorKind};
     pub use crate::render::{
         encode_png, encode_png_as, slice_header, slice_pixels, summary, summary_text, Summary,
     };

@@ -54,6 +54,19 @@ impl CustomOp2 for HashGridEncode {
         Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
 
+    /// The same encoding on the GPU (`kernels/grid.cu`, proven against the CPU kernel in
+    /// `gpu::tests_grid`).
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        coords: &candle_core::CudaStorage,
+        coords_layout: &Layout,
+        table: &candle_core::CudaStorage,
+        table_layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::gpu::cuda::grid::cuda_fwd(&self.layout, coords, coords_layout, table, table_layout)
+    }
+
     fn bwd(
         &self,
         coords: &Tensor,
@@ -96,5 +109,18 @@ impl CustomOp2 for HashGridScatter {
             CpuStorage::F32(grad_table),
             Shape::from((self.layout.entries, self.layout.features)),
         ))
+    }
+
+    /// The gradient scatter on the GPU (atomic adds: not bit-reproducible run to run, which
+    /// training does not need).
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        coords: &candle_core::CudaStorage,
+        coords_layout: &Layout,
+        grad: &candle_core::CudaStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::gpu::cuda::grid::cuda_bwd(&self.layout, coords, coords_layout, grad, grad_layout)
     }
 }

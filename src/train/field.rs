@@ -181,7 +181,12 @@ fn mlp(mut x: Tensor, weights: &[Tensor]) -> candle_core::Result<Tensor> {
     for (k, w) in weights.iter().enumerate() {
         x = x.matmul(&w.t()?)?;
         if k < last {
-            x = x.apply_op1(relu_op::Relu)?;
+            // The fused ReLU op is CPU-only; on a GPU candle's own ReLU is fast enough.
+            x = if x.device().is_cpu() {
+                x.apply_op1(relu_op::Relu)?
+            } else {
+                x.relu()?
+            };
         }
     }
     Ok(x)
