@@ -68,7 +68,8 @@ pub mod study {
     pub use crate::baseline::jpeg2000::{code_volume, J2kError, J2kMode, J2kResult};
     pub use crate::model::{tensor_specs, FieldConfig, GridLayout, Preset, TensorKind};
     pub use crate::render::{
-        encode_png, encode_png_as, slice_header, slice_pixels, summary, summary_text, Summary,
+        encode_png, encode_png_as, plane_header, slice_header, slice_pixels, summary, summary_text,
+        Summary,
     };
     #[cfg(feature = "train")]
     pub use crate::train::{trainer::RunPlan, Field, Sampler, Trainer};

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use medinr::decoder::{DecodeError, Decoder, Region};
+use medinr::decoder::{DecodeError, Decoder, Plane, Region};
 #[cfg(feature = "train")]
 use medinr::encoder::{
     encode, Bound, Device, EncodeError, EncodeOptions, Preset, Progress, RateTarget,
@@ -150,8 +150,16 @@ struct DecompressArgs {
     output: PathBuf,
     /// Output grid, e.g. 362,434,362 (or 4 values for a series); default: the original grid.
     /// At most 2^30 voxels.
-    #[arg(long, value_parser = parse_shape)]
+    #[arg(long, value_parser = parse_shape, conflicts_with_all = ["roi", "like"])]
     shape: Option<Shape>,
+    /// Only a box of the original grid, X0:X1,Y0:Y1,Z0:Z1[,T0:T1] (voxel indices, ends
+    /// exclusive); only that box is decoded.
+    #[arg(long, value_parser = parse_roi, conflicts_with = "like")]
+    roi: Option<([usize; 4], [usize; 4])>,
+    /// Resample onto the grid of this scan (its shape and affine), e.g. to overlay on it; the
+    /// field alone (a residual layer's bound holds on the original grid only).
+    #[arg(long)]
+    like: Option<PathBuf>,
     /// Accepted for symmetry with compress: decoding always runs on the CPU (its bit-exact
     /// evaluator is the reference); `cuda` is refused by a build without CUDA.
     #[arg(long, value_enum, default_value = "cpu")]
@@ -188,6 +196,22 @@ struct SliceArgs {
     /// Frame of a 4D series.
     #[arg(long, default_value_t = 0)]
     frame: usize,
+    /// Oblique plane: its centre in world millimetres, X,Y,Z (with --normal).
+    #[arg(long, value_parser = parse_point, allow_hyphen_values = true, requires = "normal", conflicts_with_all = ["index", "points"])]
+    center: Option<[f64; 3]>,
+    /// Oblique plane: its normal in world coordinates, X,Y,Z (with --center).
+    #[arg(long, value_parser = parse_point, allow_hyphen_values = true, requires = "center")]
+    normal: Option<[f64; 3]>,
+    /// Oblique plane through three points in world millimetres, X0,Y0,Z0:X1,Y1,Z1:X2,Y2,Z2:
+    /// the first is pixel (0,0), rows run towards the second, columns towards the third.
+    #[arg(long, value_parser = parse_points, allow_hyphen_values = true, conflicts_with = "index")]
+    points: Option<[[f64; 3]; 3]>,
+    /// Oblique plane size in pixels, W,H (with --center; default 256,256).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(usize, usize)>,
+    /// Oblique plane pixel spacing in mm (default: the scan's smallest voxel size).
+    #[arg(long)]
+    spacing: Option<f64>,
     /// Output: .png (8-bit, windowed) or .nii / .nii.gz (stored values, with geometry).
     #[arg(short, long)]
     output: PathBuf,
@@ -238,6 +262,55 @@ fn parse_shape(s: &str) -> Result<Shape, String> {
         _ => Err(format!(
             "'{s}' is not a shape like 362,434,362 (3 or 4 positive integers)"
         )),
+    }
+}
+
+fn parse_point(s: &str) -> Result<[f64; 3], String> {
+    let v: Result<Vec<f64>, _> = s.split(',').map(|p| p.trim().parse::<f64>()).collect();
+    match v {
+        Ok(v) if v.len() == 3 && v.iter().all(|x| x.is_finite()) => Ok([v[0], v[1], v[2]]),
+        _ => Err(format!("'{s}' is not X,Y,Z (three finite numbers, mm)")),
+    }
+}
+
+fn parse_points(s: &str) -> Result<[[f64; 3]; 3], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [a, b, c] => Ok([parse_point(a)?, parse_point(b)?, parse_point(c)?]),
+        _ => Err(format!(
+            "'{s}' is not three points X0,Y0,Z0:X1,Y1,Z1:X2,Y2,Z2"
+        )),
+    }
+}
+
+/// `X0:X1,Y0:Y1,Z0:Z1[,T0:T1]`; a missing T range means every frame (end = usize::MAX,
+/// narrowed to the scan by the caller).
+fn parse_roi(s: &str) -> Result<([usize; 4], [usize; 4]), String> {
+    let err = || format!("'{s}' is not X0:X1,Y0:Y1,Z0:Z1[,T0:T1] (voxel ranges, ends exclusive)");
+    let parts: Vec<&str> = s.split(',').collect();
+    if !(3..=4).contains(&parts.len()) {
+        return Err(err());
+    }
+    let mut start = [0usize; 4];
+    let mut end = [usize::MAX; 4];
+    for (a, p) in parts.iter().enumerate() {
+        let (lo, hi) = p.split_once(':').ok_or_else(err)?;
+        start[a] = lo.trim().parse().map_err(|_| err())?;
+        end[a] = hi.trim().parse().map_err(|_| err())?;
+        if start[a] >= end[a] {
+            return Err(err());
+        }
+    }
+    Ok((start, end))
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    match s
+        .split_once(',')
+        .map(|(w, h)| (w.trim().parse::<usize>(), h.trim().parse::<usize>()))
+    {
+        Some((Ok(w), Ok(h))) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(format!("'{s}' is not W,H (two positive integers)")),
     }
 }
 
@@ -672,7 +745,7 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
     check_device(a.device)?;
     let decoder =
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
-    let shape = match a.shape {
+    let shape = match &a.shape {
         None => None,
         Some(Shape(s)) => {
             let orig = decoder.shape();
@@ -690,6 +763,25 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
             a.input.display()
         );
     }
+    if let Some((start, mut end)) = a.roi {
+        if end[3] == usize::MAX {
+            end[3] = decoder.shape()[3];
+        }
+        let volume = decoder.decode_box(start, end)?;
+        return finish_decompress(&a, &volume);
+    }
+    if let Some(reference) = &a.like {
+        let r =
+            read_nifti(reference).with_context(|| format!("reading {}", reference.display()))?;
+        if decoder.has_residual() {
+            eprintln!(
+                "medinr: note: resampling decodes the field alone; the residual layer's bound \
+                 holds on the original grid only"
+            );
+        }
+        let volume = decoder.resample_like(&r.header)?;
+        return finish_decompress(&a, &volume);
+    }
     let own_grid = shape.is_none();
     let volume = decoder.decode(shape).map_err(|e| {
         let mut f = Failure::from(e);
@@ -699,7 +791,12 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
         }
         f
     })?;
-    write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
+    finish_decompress(&a, &volume)
+}
+
+/// Writes a decoded volume and says so.
+fn finish_decompress(a: &DecompressArgs, volume: &Volume) -> Result<(), Failure> {
+    write_nifti(&a.output, volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     if !a.quiet {
         let s = volume.shape();
         eprintln!(
@@ -725,6 +822,9 @@ fn slice(a: SliceArgs) -> Result<(), Failure> {
     check_device(a.device)?;
     let decoder =
         Decoder::open(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    if a.center.is_some() || a.points.is_some() {
+        return oblique(&a, &decoder);
+    }
     let shape = decoder.shape();
     let axis = a.axis as usize;
     let index = a.index.unwrap_or(shape[axis] / 2);
@@ -771,6 +871,64 @@ fn slice(a: SliceArgs) -> Result<(), Failure> {
             ["x", "y", "z"][axis],
             a.frame,
             plane.join("×")
+        );
+    }
+    Ok(())
+}
+
+/// `slice --center/--normal` or `--points`: a plane in world space, the field alone.
+fn oblique(a: &SliceArgs, decoder: &Decoder) -> Result<(), Failure> {
+    let spacing = a.spacing.unwrap_or_else(|| {
+        let s = decoder.header().spacing();
+        s[..3]
+            .iter()
+            .copied()
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min)
+    });
+    let plane = match (a.center, a.normal, a.points) {
+        (Some(c), Some(n), _) => {
+            let (w, h) = a.size.unwrap_or((256, 256));
+            Plane::through(decoder.header(), c, n, w, h, spacing)?
+        }
+        (_, _, Some(p)) => Plane::from_points(p, spacing)?,
+        _ => {
+            return Err(Failure {
+                code: exit::USAGE,
+                error: anyhow!("an oblique plane needs --center and --normal, or --points"),
+            })
+        }
+    };
+    let values = decoder.plane(&plane, a.frame)?;
+    let (w, h) = (plane.width, plane.height);
+    let name = a.output.to_string_lossy().to_lowercase();
+    if name.ends_with(".png") {
+        let head = &decoder.file().head;
+        let (lo, hi) = match a.window {
+            Some((c, w)) => (c - w / 2.0, c + w / 2.0),
+            None => (head.value_min, head.value_max),
+        };
+        let (pw, ph, pixels) = render::slice_pixels(&values, [w, h, 1, 1], 2, lo, hi);
+        let png = render::encode_png(pw, ph, &pixels)?;
+        write_atomic(&a.output, &png, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
+    } else {
+        let header = render::plane_header(decoder.header(), &plane)?;
+        let volume = Volume {
+            data: values,
+            header,
+        };
+        write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
+    }
+    if !a.quiet {
+        eprintln!(
+            "wrote {}: oblique plane {w}×{h} at {spacing} mm of frame {} (the field alone{})",
+            a.output.display(),
+            a.frame,
+            if decoder.has_residual() {
+                "; the residual layer's bound holds on the original grid only"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -75,15 +75,26 @@ pub fn slice_header(
     let mut shape = header.shape();
     shape[axis] = 1;
     shape[3] = 1;
-    let mut h = header.with_shape(shape)?;
-    let q = header.qform_affine();
-    h.qoffset_x += index as f64 * q[0][axis];
-    h.qoffset_y += index as f64 * q[1][axis];
-    h.qoffset_z += index as f64 * q[2][axis];
-    for row in [&mut h.srow_x, &mut h.srow_y, &mut h.srow_z] {
-        row[3] += index as f64 * row[axis];
-    }
-    h.toffset += frame as f64 * header.pixdim[4];
+    let mut start = [0; 4];
+    start[axis] = index;
+    start[3] = frame;
+    header.crop(start, shape)
+}
+
+/// The header of an oblique plane: this scan's datatype and scaling, a `width × height × 1`
+/// grid, and the plane's own affine as the sform (the qform is switched off: a plane in any
+/// orientation need not be a rotation of the scan's axes).
+pub fn plane_header(header: &Header, plane: &crate::decoder::Plane) -> Result<Header, VolumeError> {
+    let mut h = header.with_shape([plane.width, plane.height, 1, 1])?;
+    let a = plane.affine();
+    h.srow_x = a[0];
+    h.srow_y = a[1];
+    h.srow_z = a[2];
+    h.sform_code = h.sform_code.max(1);
+    h.qform_code = 0;
+    h.pixdim[1] = plane.spacing;
+    h.pixdim[2] = plane.spacing;
+    h.pixdim[3] = plane.spacing;
     Ok(h)
 }
 

@@ -1588,3 +1588,117 @@ fn cli_says_what_it_did_and_documents_itself() {
         }
     }
 }
+
+/// World position of voxel `ijk` under a header's affine.
+fn world_of(h: &Header, ijk: [f64; 3]) -> [f64; 3] {
+    world(&h.affine(), ijk)
+}
+
+#[test]
+fn oblique_plane_along_an_axis_equals_the_axial_slice() {
+    // 33×41×25 at 2 mm: a plane through the centre of slice z = 12, perpendicular to the z
+    // voxel axis, 33×41 pixels at 2 mm, must evaluate the very same coordinates.
+    let dir = tempdir();
+    let minr = compressed(dir.path(), BE_MRI);
+    let original = read_nifti(&data(BE_MRI)).unwrap();
+    let h = &original.header;
+    let [nx, ny, _, _] = h.shape();
+    let center = world_of(h, [(nx - 1) as f64 / 2.0, (ny - 1) as f64 / 2.0, 12.0]);
+    let a = h.affine();
+    let normal = [a[0][2], a[1][2], a[2][2]];
+    let fmt = |p: [f64; 3]| format!("{},{},{}", p[0], p[1], p[2]);
+    let axial = dir.path().join("axial.nii");
+    slice(&minr, &axial, &["--axis", "z", "--index", "12"]).ok();
+    let oblique = dir.path().join("oblique.nii");
+    slice(
+        &minr,
+        &oblique,
+        &[
+            "--center",
+            &fmt(center),
+            "--normal",
+            &fmt(normal),
+            "--size",
+            &format!("{nx},{ny}"),
+            "--spacing",
+            &h.spacing()[0].to_string(),
+        ],
+    )
+    .ok();
+    let (s, o) = (read_nifti(&axial).unwrap(), read_nifti(&oblique).unwrap());
+    assert_eq!(o.shape(), [nx, ny, 1, 1]);
+    assert!(
+        s.data == o.data,
+        "the oblique plane differs from the axial slice"
+    );
+    // Both place pixel (0, 0) at the same point of the world.
+    assert_close3(
+        world_of(&o.header, [0.0; 3]),
+        world_of(&s.header, [0.0; 3]),
+        1e-6,
+        "plane origin",
+    );
+    // A tilted plane through three points decodes too, with the size the points span.
+    let p0 = world_of(h, [0.0, 0.0, 5.0]);
+    let p1 = world_of(h, [32.0, 0.0, 20.0]);
+    let p2 = world_of(h, [0.0, 40.0, 5.0]);
+    let tilted = dir.path().join("tilted.png");
+    let pts = format!("{}:{}:{}", fmt(p0), fmt(p1), fmt(p2));
+    slice(&minr, &tilted, &["--points", &pts, "--spacing", "1"]).ok();
+    let (w, hgt) = png_size(&tilted);
+    assert_eq!(hgt, 81, "40 voxels of 2 mm at 1 mm spacing");
+    assert!(w > 70, "{w}");
+}
+
+#[test]
+fn roi_and_like_decode_what_they_name() {
+    let dir = tempdir();
+    // A bounded 4D file, so the box goes through the residual layer chunk by chunk.
+    let minr = dir.path().join("b.minr");
+    compress(&data(NIFTI2_4D), &minr, &["--max-error", "2"]);
+    let full_path = dir.path().join("full.nii");
+    decompress(&minr, &full_path, &[]).ok();
+    let full = read_nifti(&full_path).unwrap();
+    let [nx, ny, nz, _] = full.shape();
+    let roi_path = dir.path().join("roi.nii");
+    decompress(&minr, &roi_path, &["--roi", "3:20,2:11,4:9,1:2"]).ok();
+    let roi = read_nifti(&roi_path).unwrap();
+    assert_eq!(roi.shape(), [17, 9, 5, 1]);
+    let mut expect = Vec::new();
+    for z in 4..9 {
+        for y in 2..11 {
+            for x in 3..20 {
+                expect.push(full.data[x + nx * (y + ny * (z + nz))]);
+            }
+        }
+    }
+    assert!(
+        roi.data == expect,
+        "the box differs from that box of the full decode"
+    );
+    assert_close3(
+        world_of(&roi.header, [0.0; 3]),
+        world_of(&full.header, [3.0, 2.0, 4.0]),
+        1e-6,
+        "box origin",
+    );
+    // Outside the scan is a usage error.
+    decompress(
+        &minr,
+        &dir.path().join("bad.nii"),
+        &["--roi", "0:99,0:2,0:2"],
+    )
+    .fails(2, "axis x");
+    // Resampling a lossy file onto its own scan's grid is the full decode.
+    let lossy = compressed(dir.path(), BE_MRI);
+    let own = dir.path().join("own.nii");
+    decompress(&lossy, &own, &[]).ok();
+    let like = dir.path().join("like.nii");
+    decompress(&lossy, &like, &["--like", data(BE_MRI).to_str().unwrap()]).ok();
+    let (own, like) = (read_nifti(&own).unwrap(), read_nifti(&like).unwrap());
+    assert_eq!(like.shape(), own.shape());
+    assert!(
+        like.data == own.data,
+        "resampling onto its own grid changed voxels"
+    );
+}

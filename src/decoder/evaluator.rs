@@ -165,6 +165,11 @@ pub(crate) fn region_ranges(
             ranges[axis] = index..index + 1;
             ranges[3] = frame..frame + 1;
         }
+        Region::Box { start, end } => {
+            for a in 0..4 {
+                ranges[a] = start[a]..end[a];
+            }
+        }
     }
     let out_shape = [0, 1, 2, 3].map(|a| ranges[a].len());
     (ranges, out_shape)

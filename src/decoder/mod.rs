@@ -6,11 +6,13 @@
 
 pub mod evaluator;
 pub mod mlp;
+pub mod resample;
 
 use std::path::Path;
 
 pub use crate::model::FieldConfig;
 pub use evaluator::Evaluator;
+pub use resample::Plane;
 
 use crate::codec::container::FormatError;
 use crate::codec::payload::MinrFile;
@@ -33,6 +35,13 @@ pub enum Region {
         index: usize,
         /// Frame of a series (0 for a 3D scan).
         frame: usize,
+    },
+    /// A box: voxels `start[a] .. end[a]` on each axis (x, y, z, t), ends exclusive.
+    Box {
+        /// First voxel on each axis.
+        start: [usize; 4],
+        /// One past the last voxel on each axis.
+        end: [usize; 4],
     },
 }
 
@@ -188,6 +197,18 @@ impl Decoder {
         Ok(Volume { data, header })
     }
 
+    /// A box of the scan on its own grid (`start .. end` per axis, ends exclusive) with a header
+    /// that places it where it lies in the original's world space. Only the box is evaluated
+    /// (and, with a residual layer, only the chunks it touches are decoded).
+    pub fn decode_box(&self, start: [usize; 4], end: [usize; 4]) -> Result<Volume, DecodeError> {
+        let (data, shape) = self.region(self.shape(), Region::Box { start, end })?;
+        let header = self
+            .header
+            .crop(start, shape)
+            .map_err(DecodeError::Regrid)?;
+        Ok(Volume { data, header })
+    }
+
     /// Stored voxel values of a region of a grid of `shape`; returns them with the region's
     /// shape. A slice evaluates only that slice.
     pub fn region(
@@ -236,6 +257,12 @@ impl Decoder {
             }
         }
         Ok(out)
+    }
+
+    /// Stored values of the field at field coordinates (`n × dims`), the field alone.
+    fn evaluate_stored(&self, coords: &[f32]) -> Result<Vec<f32>, DecodeError> {
+        let values = self.evaluator.evaluate(coords)?;
+        Ok(values.into_iter().map(|y| self.stored(y)).collect())
     }
 
     fn stored(&self, y: f32) -> f32 {
@@ -324,6 +351,9 @@ fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
             plane[axis.min(2)] = 1;
             check_budget(plane)?
         }
+        Region::Box { start, end } => {
+            check_budget([0, 1, 2, 3].map(|a| end[a].saturating_sub(start[a])))?
+        }
     }
     match region {
         Region::Full => Ok(()),
@@ -353,6 +383,20 @@ fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
             } else {
                 Ok(())
             }
+        }
+        Region::Box { start, end } => {
+            for a in 0..4 {
+                if !(start[a] < end[a] && end[a] <= shape[a]) {
+                    return Err(DecodeError::Request(format!(
+                        "region {}..{} on axis {} is empty or outside 0..{}",
+                        start[a],
+                        end[a],
+                        ["x", "y", "z", "t"][a],
+                        shape[a]
+                    )));
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -112,6 +112,13 @@ impl GpuRegion {
                 (start[axis], count[axis]) = (index, 1);
                 (start[3], count[3]) = (frame, 1);
             }
+            Region::Box { start: s, end: e } => {
+                if (0..4).any(|a| s[a] >= e[a]) {
+                    return None;
+                }
+                start = s;
+                count = [0, 1, 2, 3].map(|a| e[a] - s[a]);
+            }
         }
         if (0..4).any(|a| start[a] + count[a] > shape[a]) {
             return None;

@@ -67,6 +67,48 @@ impl Header {
         ]
     }
 
+    /// The header of the box of `shape` voxels starting at voxel `start` (x, y, z, t) of this
+    /// scan: same voxel size and orientation, the origin moved to the box's first voxel and
+    /// `toffset` to its first frame, so the box sits where it lies in the original's world.
+    pub fn crop(&self, start: [usize; 4], shape: [usize; 4]) -> Result<Header, VolumeError> {
+        let mut h = self.with_shape(shape)?;
+        // `with_shape` rescales the spacing for a changed grid; a crop keeps the original's.
+        h.pixdim = self.pixdim;
+        h.srow_x = self.srow_x;
+        h.srow_y = self.srow_y;
+        h.srow_z = self.srow_z;
+        let q = self.qform_affine();
+        for axis in 0..3 {
+            let d = start[axis] as f64;
+            h.qoffset_x += d * q[0][axis];
+            h.qoffset_y += d * q[1][axis];
+            h.qoffset_z += d * q[2][axis];
+            for row in [&mut h.srow_x, &mut h.srow_y, &mut h.srow_z] {
+                row[3] += d * row[axis];
+            }
+        }
+        h.toffset += start[3] as f64 * self.pixdim[4];
+        Ok(h)
+    }
+
+    /// Takes the spatial geometry (voxel size, qform, sform, their codes) of `other`, keeping
+    /// everything else: for a scan resampled onto `other`'s grid.
+    pub fn take_geometry_of(&mut self, other: &Header) {
+        self.pixdim[0] = other.pixdim[0];
+        self.pixdim[1..4].copy_from_slice(&other.pixdim[1..4]);
+        self.qform_code = other.qform_code;
+        self.sform_code = other.sform_code;
+        self.quatern_b = other.quatern_b;
+        self.quatern_c = other.quatern_c;
+        self.quatern_d = other.quatern_d;
+        self.qoffset_x = other.qoffset_x;
+        self.qoffset_y = other.qoffset_y;
+        self.qoffset_z = other.qoffset_z;
+        self.srow_x = other.srow_x;
+        self.srow_y = other.srow_y;
+        self.srow_z = other.srow_z;
+    }
+
     /// The same scan on a grid of `shape` = [nx, ny, nz, nt] over the same field of view,
     /// sampled corner-aligned: new voxel i' sits at old continuous index i'·(n-1)/(n'-1).
     ///
