@@ -16,4 +16,5 @@ pub mod field;
 pub mod fit;
 pub mod metrics;
 pub mod render;
+pub mod residual;
 pub mod volume;

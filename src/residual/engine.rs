@@ -1,0 +1,352 @@
+//! The closed-loop coding of one chunk, shared by encoder and decoder.
+//!
+//! Voxels are visited frame by frame, slice by slice, row by row, x fastest. Everything is
+//! predicted in the *residual domain* `r = R − P`, where `R` is a reconstructed voxel (in the
+//! integer domain of `domain.rs`) and `P` the field's prediction for it (0 without a field):
+//! the field does the large-scale work, the causal neighbours correct what it misses. Several
+//! sub-predictors of `r` are blended with weights inversely proportional to the square of their
+//! recent errors around the voxel (cf. the weighted predictor of JPEG XL), a per-context bias
+//! is removed (JPEG-LS), and the quantized error is coded in an activity class derived from
+//! the same local errors (CALIC-style error energy). Only integer arithmetic is used.
+//!
+//! The encoder and decoder run this very loop; they differ only in [`Io`]: the encoder
+//! computes and writes each symbol, the decoder reads it.
+
+use super::domain::Domain;
+use super::error::ResidualError;
+use super::rangecoder::{BitModel, Decoder, Encoder};
+use super::symbol::{self, SymbolModels, CLASSES};
+
+/// Most sub-predictors in use (5 in-slice, 3 from the previous slice, 3 from the previous frame).
+pub const MAX_PREDICTORS: usize = 11;
+/// A sub-predictor's recorded error is capped here, so error sums stay small.
+pub const ERROR_CAP: u64 = 1 << 24;
+/// Blend weights are `2^WEIGHT_BITS / (S + 1)^2` for a local error sum `S`.
+pub const WEIGHT_BITS: u32 = 60;
+/// Bias statistics are halved when their count reaches this (JPEG-LS's RESET).
+pub const BIAS_RESET: i64 = 64;
+
+/// The extent of a chunk: `nx × ny` slices, `nz` of them per frame, `nt` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkShape {
+    pub nx: usize,
+    pub ny: usize,
+    pub nz: usize,
+    pub nt: usize,
+}
+
+impl ChunkShape {
+    pub fn voxels(&self) -> usize {
+        self.nx * self.ny * self.nz * self.nt
+    }
+}
+
+/// What varies between encoder and decoder.
+pub trait Io {
+    /// Codes whether voxel `index` is escaped, and if so its raw 32 bits.
+    fn escape(&mut self, index: usize, model: &mut BitModel) -> Option<u32>;
+    /// Codes the quantized residual of voxel `index` predicted as `pred` (domain units).
+    fn symbol(&mut self, index: usize, pred: i64, models: &mut SymbolModels, class: usize) -> i64;
+}
+
+/// The encoder's side: originals in the domain (`None` = escape, with the raw bits).
+pub struct EncodeIo<'a> {
+    pub values: &'a [Option<i64>],
+    pub raw: &'a [f32],
+    pub q: i64,
+    pub d: i64,
+    pub enc: Encoder,
+}
+
+impl Io for EncodeIo<'_> {
+    fn escape(&mut self, index: usize, model: &mut BitModel) -> Option<u32> {
+        let escaped = self.values[index].is_none();
+        self.enc.bit(model, escaped);
+        if escaped {
+            let bits = self.raw[index].to_bits();
+            self.enc.bits(bits as u64, 32);
+            Some(bits)
+        } else {
+            None
+        }
+    }
+
+    fn symbol(&mut self, index: usize, pred: i64, models: &mut SymbolModels, class: usize) -> i64 {
+        // Only called for voxels that are not escaped.
+        let x = self.values[index].unwrap_or(pred);
+        let k = quantize(x - pred, self.q, self.d);
+        symbol::encode(&mut self.enc, models, class, k);
+        k
+    }
+}
+
+/// The decoder's side.
+pub struct DecodeIo<'a> {
+    pub dec: Decoder<'a>,
+}
+
+impl Io for DecodeIo<'_> {
+    fn escape(&mut self, _index: usize, model: &mut BitModel) -> Option<u32> {
+        if self.dec.bit(model) {
+            Some(self.dec.bits(32) as u32)
+        } else {
+            None
+        }
+    }
+
+    fn symbol(
+        &mut self,
+        _index: usize,
+        _pred: i64,
+        models: &mut SymbolModels,
+        class: usize,
+    ) -> i64 {
+        symbol::decode(&mut self.dec, models, class)
+    }
+}
+
+/// Near-lossless quantization of an error `e` with step `q = 2d + 1`: the index of the step
+/// interval holding `e`, so that `|e − k·q| ≤ d`.
+pub fn quantize(e: i64, q: i64, d: i64) -> i64 {
+    if e >= 0 {
+        (e + d) / q
+    } else {
+        -((d - e) / q)
+    }
+}
+
+/// What a chunk decodes to: reconstructed domain values, and the escaped voxels' raw bits.
+pub struct ChunkOutput {
+    pub values: Vec<i64>,
+    pub escapes: Vec<(usize, u32)>,
+}
+
+/// Median edge detector of LOCO-I / JPEG-LS.
+fn med(w: i64, n: i64, nw: i64) -> i64 {
+    if nw >= w.max(n) {
+        w.min(n)
+    } else if nw <= w.min(n) {
+        w.max(n)
+    } else {
+        w + n - nw
+    }
+}
+
+/// Activity class of a local error sum `v` (in units of the quantizer step): 0, 1, then two
+/// classes per octave, capped at `CLASSES − 1`.
+pub fn activity_class(v: u64) -> usize {
+    let c = if v < 2 {
+        v as usize
+    } else {
+        let b = 63 - v.leading_zeros();
+        (2 * b + ((v >> (b - 1)) & 1) as u32) as usize
+    };
+    c.min(CLASSES - 1)
+}
+
+/// Positions of the causal neighbours W, N, NW, NE of `(x, y)` in a slice, as offsets back
+/// from the voxel, with the substitution rule for the borders; `None` for the slice's first
+/// voxel, which has none.
+#[inline]
+fn neighbour_offsets(x: usize, y: usize, nx: usize) -> Option<[usize; 4]> {
+    let (has_w, has_n) = (x > 0, y > 0);
+    if !has_w && !has_n {
+        return None;
+    }
+    let w = if has_w { 1 } else { nx };
+    let n = if has_n { nx } else { 1 };
+    let nw = if has_w && has_n { nx + 1 } else { n };
+    let ne = if has_n && x + 1 < nx { nx - 1 } else { n };
+    Some([w, n, nw, ne])
+}
+
+/// Values W, N, NW, NE around index `i` (substituted at borders; `fallback` everywhere for
+/// the slice's first voxel).
+#[inline]
+fn neighbours(r: &[i64], i: usize, offs: Option<[usize; 4]>, fallback: i64) -> [i64; 4] {
+    match offs {
+        Some(o) => [r[i - o[0]], r[i - o[1]], r[i - o[2]], r[i - o[3]]],
+        None => [fallback; 4],
+    }
+}
+
+/// Runs the closed loop over one chunk. `field` holds the chunk's field prediction in the
+/// domain (all zeros without a field). Errors only for a decoded symbol out of range.
+pub fn run<I: Io>(
+    shape: ChunkShape,
+    domain: &Domain,
+    field: &[i64],
+    io: &mut I,
+) -> Result<ChunkOutput, ResidualError> {
+    let ChunkShape { nx, ny, nz, nt } = shape;
+    let (lo, hi, d) = (domain.lo(), domain.hi(), domain.d());
+    let q = 2 * d + 1;
+    let k_max = (hi - lo + d) / q;
+    let use_z = nz > 1;
+    let use_t = nt > 1;
+    let npred = 5 + 3 * use_z as usize + 3 * use_t as usize;
+    let slice = nx * ny;
+    let frame = slice * nz;
+
+    let mut r = vec![0i64; shape.voxels()];
+    let mut escapes = Vec::new();
+    let mut models = SymbolModels::default();
+    let mut bias_sum = [0i64; CLASSES];
+    let mut bias_count = [0i64; CLASSES];
+    // Per sub-predictor error, and |final error|, for the current and previous row.
+    let mut err = vec![[0u32; MAX_PREDICTORS]; 2 * nx];
+    let mut eps = vec![0u32; 2 * nx];
+
+    let mut i = 0usize;
+    for t in 0..nt {
+        for z in 0..nz {
+            for y in 0..ny {
+                let (cur, prev) = if y & 1 == 0 { (0, nx) } else { (nx, 0) };
+                for x in 0..nx {
+                    let offs = neighbour_offsets(x, y, nx);
+                    let z_at = (z > 0).then(|| i - slice);
+                    let t_at = (t > 0).then(|| i - frame);
+                    let fallback = match (t_at, z_at) {
+                        (Some(a), _) if use_t => r[a],
+                        (_, Some(a)) => r[a],
+                        _ => 0,
+                    };
+                    let [w, n, nw, ne] = neighbours(&r, i, offs, fallback);
+                    let mut p = [0i64; MAX_PREDICTORS];
+                    p[1] = w;
+                    p[2] = n;
+                    p[3] = med(w, n, nw);
+                    p[4] = w + ne - n;
+                    let mut k = 5;
+                    for (active, at) in [(use_z, z_at), (use_t, t_at)] {
+                        if !active {
+                            continue;
+                        }
+                        match at {
+                            Some(a) => {
+                                let c = r[a];
+                                let [aw, an, _, _] = neighbours(&r, a, offs, c);
+                                p[k] = c;
+                                p[k + 1] = c + w - aw;
+                                p[k + 2] = c + n - an;
+                            }
+                            None => {
+                                p[k] = p[3];
+                                p[k + 1] = p[3];
+                                p[k + 2] = p[3];
+                            }
+                        }
+                        k += 3;
+                    }
+
+                    // Local error sums of the sub-predictors and of the final prediction.
+                    let mut s = [0u64; MAX_PREDICTORS];
+                    let mut eps_sum = 0u64;
+                    if offs.is_some() {
+                        // Row-buffer columns of W, N, NW, NE under the same substitution.
+                        let col_w = if x > 0 { cur + x - 1 } else { prev + x };
+                        let col_n = if y > 0 { prev + x } else { cur + x - 1 };
+                        let col_nw = if x > 0 && y > 0 { prev + x - 1 } else { col_n };
+                        let col_ne = if y > 0 && x + 1 < nx {
+                            prev + x + 1
+                        } else {
+                            col_n
+                        };
+                        let cols = [col_w, col_n, col_nw, col_ne];
+                        for &c in &cols {
+                            for (sj, &e) in s.iter_mut().zip(err[c].iter()).take(npred) {
+                                *sj += e as u64;
+                            }
+                            eps_sum += eps[c] as u64;
+                        }
+                    }
+
+                    // Blend: weights 2^60 / (S + 1)^2.
+                    let mut num = 0i128;
+                    let mut den = 0i128;
+                    let mut s_min = u64::MAX;
+                    for j in 0..npred {
+                        let sj = s[j] + 1;
+                        let wj = (1u64 << WEIGHT_BITS) / (sj * sj);
+                        num += wj as i128 * p[j] as i128;
+                        den += wj as i128;
+                        s_min = s_min.min(s[j]);
+                    }
+                    let blend = (num + den / 2).div_euclid(den) as i64;
+
+                    let class = activity_class((s_min + eps_sum) / q as u64);
+                    let bias = if bias_count[class] > 0 {
+                        (2 * bias_sum[class] + bias_count[class]).div_euclid(2 * bias_count[class])
+                    } else {
+                        0
+                    };
+                    let f = field[i];
+                    let pred = (f + blend + bias).clamp(lo, hi);
+                    let phat = pred - f;
+
+                    let escaped = if domain.escapes() {
+                        io.escape(i, &mut models.escape[class])
+                    } else {
+                        None
+                    };
+                    let rec = match escaped {
+                        Some(bits) => {
+                            escapes.push((i, bits));
+                            pred
+                        }
+                        None => {
+                            let kq = io.symbol(i, pred, &mut models, class);
+                            if kq.abs() > k_max {
+                                return Err(ResidualError::Invalid("residual symbol out of range"));
+                            }
+                            (pred + kq * q).clamp(lo, hi)
+                        }
+                    };
+                    let rr = rec - f;
+                    r[i] = rr;
+
+                    let row = &mut err[cur + x];
+                    for j in 0..npred {
+                        row[j] = (p[j] - rr).unsigned_abs().min(ERROR_CAP) as u32;
+                    }
+                    eps[cur + x] = (rr - phat).unsigned_abs().min(ERROR_CAP) as u32;
+                    bias_sum[class] += rr - blend;
+                    bias_count[class] += 1;
+                    if bias_count[class] == BIAS_RESET {
+                        bias_sum[class] >>= 1;
+                        bias_count[class] >>= 1;
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+    let values = r.iter().zip(field).map(|(&v, &f)| v + f).collect();
+    Ok(ChunkOutput { values, escapes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantizer_bounds_the_error() {
+        for d in [0i64, 1, 4, 16] {
+            let q = 2 * d + 1;
+            for e in -200..200 {
+                let k = quantize(e, q, d);
+                assert!((e - k * q).abs() <= d, "e {e} d {d} k {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn activity_classes_grow_by_half_octaves() {
+        let c: Vec<usize> = [0u64, 1, 2, 3, 4, 6, 8, 12, 16]
+            .iter()
+            .map(|&v| activity_class(v))
+            .collect();
+        assert_eq!(c, vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(activity_class(u64::MAX), CLASSES - 1);
+    }
+}

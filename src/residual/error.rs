@@ -1,0 +1,50 @@
+//! Errors of the residual layer: invalid arguments when encoding, invalid streams when decoding.
+
+use thiserror::Error;
+
+/// Everything that can go wrong encoding or decoding a residual stream.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ResidualError {
+    #[error("invalid shape {0:?}: every axis needs at least one voxel and the count must fit")]
+    InvalidShape([usize; 4]),
+    #[error("{what} has {got} values but the shape needs {expected}")]
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("invalid error bound {0}: it must be finite and ≥ 0")]
+    InvalidBound(f64),
+    #[error("invalid integer range {min} … {max}")]
+    InvalidRange { min: i64, max: i64 },
+    #[error("{what} value {value} at voxel {index} is not an integer within {min} … {max}")]
+    ValueOutOfRange {
+        what: &'static str,
+        index: usize,
+        value: f32,
+        min: i64,
+        max: i64,
+    },
+    #[error("invalid chunk size {0}: it must be at least 1")]
+    InvalidChunkSize(usize),
+    #[error("the stream was coded with a field prediction but none was given (or the reverse)")]
+    PredictionPresence,
+    #[error("not a residual stream (bad magic)")]
+    BadMagic,
+    #[error("residual stream version {0} is not supported (this medinr reads version 1)")]
+    UnsupportedVersion(u8),
+    #[error("truncated residual stream: {0}")]
+    Truncated(&'static str),
+    #[error("invalid residual stream: {0}")]
+    Invalid(&'static str),
+    #[error(
+        "checksum mismatch in the residual stream's header or chunk table: the stream is corrupted"
+    )]
+    IndexChecksum,
+    #[error("checksum mismatch in residual chunk {0}: the stream is corrupted")]
+    ChunkChecksum(usize),
+    #[error("residual chunk {0} does not decode: the stream is corrupted")]
+    CorruptChunk(usize),
+    #[error("chunk {index} out of range: the stream has {count} chunks")]
+    NoSuchChunk { index: usize, count: usize },
+}

@@ -1,0 +1,414 @@
+//! Residual layer: guaranteed worst-case error and lossless coding on top of the field.
+//!
+//! The neural field predicts every voxel; this layer codes what the field misses, so that
+//! the decoded scan is within a chosen absolute error `D` of the original (or identical to
+//! it). It is a closed-loop predictive coder in the tradition of JPEG-LS, CALIC and SZ: each
+//! voxel is predicted from the field and from already *reconstructed* neighbours (W, N, NW,
+//! NE in the slice, the previous slice, the previous frame), the prediction error is
+//! quantized with step `2D + 1` (integers) and coded with an adaptive binary range coder in
+//! contexts of local activity. See docs/FORMAT.md, chapter "Residual layer".
+//!
+//! The scan is cut into chunks (a few slices of a few frames) coded independently, so one
+//! slice is decoded from its chunk and the field prediction of that chunk alone.
+//!
+//! ```text
+//! let bytes = residual::encode(&orig, Some(&field), shape, Mode::Bound { max_error: 2.0 },
+//!                              Kind::Integer { min: 0, max: 255 })?;
+//! let values = residual::decode(&bytes, Some(&field))?;          // the whole scan
+//! let reader = residual::Reader::open(&bytes)?;                   // or chunk by chunk
+//! let c = reader.chunk_of(z, t);
+//! let part = reader.decode_chunk(c, Some(&field_of_region(reader.chunk_region(c))))?;
+//! ```
+//!
+//! Candle-free by design: the prediction comes in as plain stored values.
+
+mod domain;
+mod engine;
+mod error;
+mod rangecoder;
+mod stream;
+mod symbol;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ResidualError;
+pub use stream::{ChunkRegion, StreamHeader};
+
+use crate::volume::DataType;
+use domain::Domain;
+use engine::{ChunkShape, DecodeIo, EncodeIo};
+use rangecoder::Encoder;
+use rayon::prelude::*;
+use stream::{ChunkEntry, HEADER_BYTES};
+
+/// Default slices per chunk: 16 keeps the restart cost (models learning afresh, a first
+/// slice without the previous one) small while one slice still decodes quickly.
+pub const DEFAULT_CHUNK_Z: usize = 16;
+/// Default frames per chunk of a 4D scan (the first frame of a chunk has no previous frame).
+pub const DEFAULT_CHUNK_T: usize = 16;
+
+/// What the decoded values must satisfy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// `|decoded − original| ≤ max_error` for every voxel. Integer scans use `D =
+    /// floor(max_error)`; for float scans `max_error = 0` means [`Mode::Lossless`].
+    Bound { max_error: f64 },
+    /// Decoded values identical to the originals (float scans: the same bit patterns).
+    Lossless,
+}
+
+/// The stored type of the scan's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Integer values within `min ..= max` (the datatype's range, or the scan's own).
+    Integer { min: i64, max: i64 },
+    /// f32 values (f64 scans as medinr holds them, in f32).
+    Float,
+}
+
+impl Kind {
+    /// The kind of a NIfTI datatype: integer types with their full range, or float.
+    pub fn of(datatype: DataType) -> Kind {
+        if datatype.is_integer() {
+            let (min, max) = datatype.range();
+            Kind::Integer {
+                min: min as i64,
+                max: max as i64,
+            }
+        } else {
+            Kind::Float
+        }
+    }
+}
+
+/// Encoder settings (chunking); decoders read them from the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Slices per chunk (clamped to the scan's slice count).
+    pub chunk_z: usize,
+    /// Frames per chunk (clamped to the scan's frame count).
+    pub chunk_t: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            chunk_z: DEFAULT_CHUNK_Z,
+            chunk_t: DEFAULT_CHUNK_T,
+        }
+    }
+}
+
+fn domain_for(mode: Mode, kind: Kind) -> Result<Domain, ResidualError> {
+    let bound = match mode {
+        Mode::Lossless => 0.0,
+        Mode::Bound { max_error } => {
+            if !(max_error.is_finite() && max_error >= 0.0) {
+                return Err(ResidualError::InvalidBound(max_error));
+            }
+            max_error
+        }
+    };
+    Ok(match kind {
+        Kind::Integer { min, max } => {
+            if min > max || (max as i128 - min as i128) > domain::MAX_INTEGER_SPAN as i128 {
+                return Err(ResidualError::InvalidRange { min, max });
+            }
+            // A bound beyond the range is as good as the range itself.
+            let d = bound.floor().min((max - min) as f64) as i64;
+            Domain::Integer {
+                lo: min,
+                hi: max,
+                d,
+            }
+        }
+        Kind::Float if bound == 0.0 => Domain::FloatBits,
+        Kind::Float => Domain::FloatLattice { bound },
+    })
+}
+
+fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), ResidualError> {
+    if got != expected {
+        return Err(ResidualError::LengthMismatch {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Indices of chunk `region` in the full scan, in chunk order (t, z, then the slice).
+fn region_ranges(
+    shape: [usize; 4],
+    region: &ChunkRegion,
+) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let slice = shape[0] * shape[1];
+    region.t.clone().flat_map(move |t| {
+        region.z.clone().map(move |z| {
+            let start = (t * shape[2] + z) * slice;
+            start..start + slice
+        })
+    })
+}
+
+fn chunk_shape(header: &StreamHeader, region: &ChunkRegion) -> ChunkShape {
+    ChunkShape {
+        nx: header.shape[0],
+        ny: header.shape[1],
+        nz: region.z.len(),
+        nt: region.t.len(),
+    }
+}
+
+/// The field prediction of a chunk in the domain (zeros without a field).
+fn field_in_domain(
+    domain: &Domain,
+    prediction: Option<&[f32]>,
+    voxels: usize,
+) -> Result<Vec<i64>, ResidualError> {
+    match prediction {
+        None => Ok(vec![0; voxels]),
+        Some(p) => p
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| domain.prediction(i, v))
+            .collect(),
+    }
+}
+
+/// Codes `original` (stored values, x fastest, shape `[nx, ny, nz, nt]`) against the field's
+/// `prediction` of it (stored values; for integer kinds already rounded and clamped), or
+/// against causal neighbours alone when `prediction` is `None`. Default chunking.
+pub fn encode(
+    original: &[f32],
+    prediction: Option<&[f32]>,
+    shape: [usize; 4],
+    mode: Mode,
+    kind: Kind,
+) -> Result<Vec<u8>, ResidualError> {
+    encode_with(original, prediction, shape, mode, kind, &Options::default())
+}
+
+/// [`encode`] with explicit [`Options`].
+pub fn encode_with(
+    original: &[f32],
+    prediction: Option<&[f32]>,
+    shape: [usize; 4],
+    mode: Mode,
+    kind: Kind,
+    options: &Options,
+) -> Result<Vec<u8>, ResidualError> {
+    let domain = domain_for(mode, kind)?;
+    let header = StreamHeader {
+        shape,
+        domain,
+        uses_field: prediction.is_some(),
+        chunk_z: options.chunk_z.min(shape[2]),
+        chunk_t: options.chunk_t.min(shape[3]),
+    };
+    if options.chunk_z == 0 || options.chunk_t == 0 {
+        return Err(ResidualError::InvalidChunkSize(0));
+    }
+    header.validate()?;
+    let total: usize = shape.iter().product();
+    check_len("original", original.len(), total)?;
+    if let Some(p) = prediction {
+        check_len("prediction", p.len(), total)?;
+    }
+
+    let chunks: Vec<Vec<u8>> = (0..header.chunk_count())
+        .into_par_iter()
+        .map(|c| {
+            let region = header.chunk_region(c);
+            let cs = chunk_shape(&header, &region);
+            let mut raw = Vec::with_capacity(cs.voxels());
+            let mut pred = prediction.map(|_| Vec::with_capacity(cs.voxels()));
+            let mut offset = Vec::with_capacity(cs.voxels());
+            for range in region_ranges(shape, &region) {
+                offset.extend(range.clone());
+                raw.extend_from_slice(&original[range.clone()]);
+                if let (Some(out), Some(p)) = (pred.as_mut(), prediction) {
+                    out.extend_from_slice(&p[range]);
+                }
+            }
+            let values = raw
+                .iter()
+                .zip(&offset)
+                .map(|(&x, &i)| domain.original(i, x))
+                .collect::<Result<Vec<_>, _>>()?;
+            let field = field_in_domain(&domain, pred.as_deref(), cs.voxels())
+                .map_err(|e| remap_index(e, &offset))?;
+            let mut io = EncodeIo {
+                values: &values,
+                raw: &raw,
+                q: 2 * domain.d() + 1,
+                d: domain.d(),
+                enc: Encoder::new(),
+            };
+            engine::run(cs, &domain, &field, &mut io)?;
+            Ok(io.enc.finish())
+        })
+        .collect::<Result<_, ResidualError>>()?;
+
+    let mut out =
+        Vec::with_capacity(HEADER_BYTES + chunks.iter().map(|c| c.len() + 8).sum::<usize>());
+    header.write(&mut out);
+    stream::write_table(&mut out, &chunks)?;
+    for c in &chunks {
+        out.extend_from_slice(c);
+    }
+    Ok(out)
+}
+
+/// Reports a chunk-local voxel index as its index in the scan.
+fn remap_index(e: ResidualError, offset: &[usize]) -> ResidualError {
+    match e {
+        ResidualError::ValueOutOfRange {
+            what,
+            index,
+            value,
+            min,
+            max,
+        } => ResidualError::ValueOutOfRange {
+            what,
+            index: offset.get(index).copied().unwrap_or(index),
+            value,
+            min,
+            max,
+        },
+        e => e,
+    }
+}
+
+/// A parsed residual stream: header and chunk table checked, chunks decoded on demand.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    header: StreamHeader,
+    table: Vec<ChunkEntry>,
+}
+
+impl<'a> Reader<'a> {
+    /// Parses the header and the chunk table (which must exactly cover the rest of `bytes`).
+    pub fn open(bytes: &'a [u8]) -> Result<Reader<'a>, ResidualError> {
+        let header = StreamHeader::read(bytes)?;
+        let table = stream::read_table(bytes, &header)?;
+        Ok(Reader {
+            bytes,
+            header,
+            table,
+        })
+    }
+
+    pub fn header(&self) -> &StreamHeader {
+        &self.header
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Slices and frames covered by chunk `index` (all of x and y).
+    pub fn chunk_region(&self, index: usize) -> Result<ChunkRegion, ResidualError> {
+        self.check_index(index)?;
+        Ok(self.header.chunk_region(index))
+    }
+
+    /// The chunk holding slice `z` of frame `t`.
+    pub fn chunk_of(&self, z: usize, t: usize) -> Result<usize, ResidualError> {
+        let [_, _, nz, nt] = self.header.shape;
+        let (cz, _) = self.header.chunk_grid();
+        let index = if z < nz && t < nt {
+            (t / self.header.chunk_t) * cz + z / self.header.chunk_z
+        } else {
+            usize::MAX
+        };
+        self.check_index(index)?;
+        Ok(index)
+    }
+
+    fn check_index(&self, index: usize) -> Result<(), ResidualError> {
+        if index >= self.table.len() {
+            return Err(ResidualError::NoSuchChunk {
+                index,
+                count: self.table.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes chunk `index`. `prediction` is the field's prediction of the chunk's region
+    /// only (`[nx, ny, z.len(), t.len()]`, x fastest), required exactly when the stream was
+    /// coded with one. Returns the region's values in the same order.
+    pub fn decode_chunk(
+        &self,
+        index: usize,
+        prediction: Option<&[f32]>,
+    ) -> Result<Vec<f32>, ResidualError> {
+        let region = self.chunk_region(index)?;
+        let cs = chunk_shape(&self.header, &region);
+        if prediction.is_some() != self.header.uses_field {
+            return Err(ResidualError::PredictionPresence);
+        }
+        if let Some(p) = prediction {
+            check_len("prediction", p.len(), cs.voxels())?;
+        }
+        let entry = &self.table[index];
+        let data = &self.bytes[entry.bytes.clone()];
+        if crc32fast::hash(data) != entry.crc {
+            return Err(ResidualError::ChunkChecksum(index));
+        }
+        let domain = self.header.domain;
+        let field = field_in_domain(&domain, prediction, cs.voxels())?;
+        let dec = rangecoder::Decoder::new(data).ok_or(ResidualError::CorruptChunk(index))?;
+        let mut io = DecodeIo { dec };
+        let out = engine::run(cs, &domain, &field, &mut io)
+            .map_err(|_| ResidualError::CorruptChunk(index))?;
+        if !io.dec.finish() {
+            return Err(ResidualError::CorruptChunk(index));
+        }
+        let mut values: Vec<f32> = out.values.iter().map(|&v| domain.value(v)).collect();
+        for (i, bits) in out.escapes {
+            values[i] = f32::from_bits(bits);
+        }
+        Ok(values)
+    }
+
+    /// Decodes every chunk (in parallel) into the whole scan. `prediction` covers the scan.
+    pub fn decode_all(&self, prediction: Option<&[f32]>) -> Result<Vec<f32>, ResidualError> {
+        let shape = self.header.shape;
+        let total: usize = shape.iter().product();
+        if let Some(p) = prediction {
+            check_len("prediction", p.len(), total)?;
+        }
+        let parts: Vec<Vec<f32>> = (0..self.chunk_count())
+            .into_par_iter()
+            .map(|c| {
+                let region = self.header.chunk_region(c);
+                let pred = prediction.map(|p| {
+                    region_ranges(shape, &region)
+                        .flat_map(|r| p[r].iter().copied())
+                        .collect::<Vec<f32>>()
+                });
+                self.decode_chunk(c, pred.as_deref())
+            })
+            .collect::<Result<_, _>>()?;
+        let mut out = vec![0f32; total];
+        for (c, part) in parts.iter().enumerate() {
+            let region = self.header.chunk_region(c);
+            let mut src = part.as_slice();
+            for r in region_ranges(shape, &region) {
+                let (head, tail) = src.split_at(r.len());
+                out[r].copy_from_slice(head);
+                src = tail;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes a whole stream; `prediction` is the field's prediction of the whole scan.
+pub fn decode(bytes: &[u8], prediction: Option<&[f32]>) -> Result<Vec<f32>, ResidualError> {
+    Reader::open(bytes)?.decode_all(prediction)
+}

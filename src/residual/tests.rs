@@ -1,0 +1,433 @@
+//! Round trips (exactness, the error bound), chunk-wise decoding and corrupt streams.
+
+use super::*;
+use std::path::PathBuf;
+
+/// A deterministic pseudo-random sequence (xorshift), so tests need no seed handling.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn noise(&mut self, amplitude: i64) -> i64 {
+        (self.next() % (2 * amplitude as u64 + 1)) as i64 - amplitude
+    }
+}
+
+/// A smooth blob plus noise, clamped to `[min, max]`, and a "field" that misses the noise
+/// and is biased in places.
+fn synthetic(shape: [usize; 4], min: i64, max: i64, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng(seed | 1);
+    let [nx, ny, nz, nt] = shape;
+    let mut orig = Vec::new();
+    let mut field = Vec::new();
+    let span = (max - min) as f64;
+    for t in 0..nt {
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let (fx, fy, fz) = (
+                        x as f64 / nx as f64,
+                        y as f64 / ny as f64,
+                        z as f64 / nz as f64,
+                    );
+                    let smooth = (fx * 6.0).sin() * (fy * 4.0).cos() + fz + 0.05 * t as f64;
+                    let base = min as f64 + span * (0.5 + 0.3 * smooth).clamp(0.0, 1.0);
+                    let v = (base as i64 + rng.noise((span / 40.0) as i64 + 1)).clamp(min, max);
+                    let p = (base as i64 + if x > nx / 2 { 3 } else { 0 }).clamp(min, max);
+                    orig.push(v as f32);
+                    field.push(p as f32);
+                }
+            }
+        }
+    }
+    (orig, field)
+}
+
+fn max_error(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Encodes and decodes; checks the bound (and exactness for D = 0); returns the byte count.
+fn check_integer(
+    orig: &[f32],
+    field: Option<&[f32]>,
+    shape: [usize; 4],
+    kind: Kind,
+    d: f64,
+    options: &Options,
+) -> usize {
+    let mode = if d == 0.0 {
+        Mode::Lossless
+    } else {
+        Mode::Bound { max_error: d }
+    };
+    let bytes = encode_with(orig, field, shape, mode, kind, options).unwrap();
+    let back = decode(&bytes, field).unwrap();
+    assert_eq!(back.len(), orig.len());
+    let err = max_error(orig, &back);
+    assert!(err <= d.floor(), "max error {err} > {d}");
+    if d == 0.0 {
+        assert_eq!(orig, back.as_slice());
+    }
+    bytes.len()
+}
+
+#[test]
+fn integer_round_trips_are_within_the_bound() {
+    let kinds = [
+        Kind::Integer { min: 0, max: 255 },
+        Kind::Integer {
+            min: -1024,
+            max: 3071,
+        },
+    ];
+    let shapes = [
+        [17, 13, 9, 1],
+        [8, 6, 5, 7],
+        [1, 1, 1, 1],
+        [5, 1, 3, 2],
+        [1, 9, 1, 4],
+    ];
+    for (s, &shape) in shapes.iter().enumerate() {
+        for &kind in &kinds {
+            let Kind::Integer { min, max } = kind else {
+                unreachable!()
+            };
+            let (orig, field) = synthetic(shape, min, max, 7 + s as u64);
+            for d in [0.0, 1.0, 4.0, 16.0, 4.7] {
+                for options in [
+                    Options::default(),
+                    Options {
+                        chunk_z: 2,
+                        chunk_t: 3,
+                    },
+                ] {
+                    check_integer(&orig, Some(&field), shape, kind, d, &options);
+                    check_integer(&orig, None, shape, kind, d, &options);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_values_and_predictions_round_trip() {
+    // Values at the ends of the range, predictions at the opposite end.
+    let shape = [6, 5, 4, 1];
+    let n = 120;
+    let kind = Kind::Integer {
+        min: -32768,
+        max: 32767,
+    };
+    let orig: Vec<f32> = (0..n)
+        .map(|i| if i % 3 == 0 { -32768.0 } else { 32767.0 })
+        .collect();
+    let field: Vec<f32> = orig.iter().map(|&v| -v - 1.0).collect();
+    for d in [0.0, 1.0, 16.0, 100000.0] {
+        check_integer(&orig, Some(&field), shape, kind, d, &Options::default());
+    }
+}
+
+#[test]
+fn a_good_field_makes_the_stream_smaller() {
+    let shape = [32, 32, 16, 1];
+    let kind = Kind::Integer { min: 0, max: 4095 };
+    let (orig, _) = synthetic(shape, 0, 4095, 3);
+    // A field that knows the exact values except for small errors.
+    let mut rng = Rng(99);
+    let good: Vec<f32> = orig
+        .iter()
+        .map(|&v| (v as i64 + rng.noise(2)).clamp(0, 4095) as f32)
+        .collect();
+    let with = check_integer(&orig, Some(&good), shape, kind, 0.0, &Options::default());
+    let without = check_integer(&orig, None, shape, kind, 0.0, &Options::default());
+    assert!(
+        with * 2 < without,
+        "with field {with} bytes, without {without}"
+    );
+}
+
+#[test]
+fn float_lossless_keeps_every_bit() {
+    let mut rng = Rng(5);
+    let shape = [7, 6, 5, 2];
+    let mut orig: Vec<f32> = (0..420)
+        .map(|i| (i as f32 * 0.37).sin() * 1000.0 + rng.noise(3) as f32 * 0.01)
+        .collect();
+    orig[3] = f32::NAN;
+    orig[4] = f32::from_bits(0x7FC0_1234);
+    orig[5] = -0.0;
+    orig[6] = f32::INFINITY;
+    orig[7] = f32::NEG_INFINITY;
+    orig[8] = 1e-42;
+    let field: Vec<f32> = orig.iter().map(|&v| v + 0.5).collect();
+    for f in [Some(field.as_slice()), None] {
+        for mode in [Mode::Lossless, Mode::Bound { max_error: 0.0 }] {
+            let bytes = encode(&orig, f, shape, mode, Kind::Float).unwrap();
+            let back = decode(&bytes, f).unwrap();
+            let a: Vec<u32> = orig.iter().map(|v| v.to_bits()).collect();
+            let b: Vec<u32> = back.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn float_bound_holds_with_escapes() {
+    let mut rng = Rng(11);
+    let shape = [9, 8, 6, 1];
+    let mut orig: Vec<f32> = (0..432)
+        .map(|i| (i as f32 * 0.1).cos() * 50.0 + rng.noise(100) as f32 * 1e-3)
+        .collect();
+    orig[10] = f32::NAN;
+    orig[11] = 3e38;
+    orig[12] = -f32::INFINITY;
+    let field: Vec<f32> = orig.iter().map(|&v| v * 0.9).collect();
+    for d in [1e-6, 0.01, 1.0, 16.0] {
+        for f in [Some(field.as_slice()), None] {
+            let bytes = encode(&orig, f, shape, Mode::Bound { max_error: d }, Kind::Float).unwrap();
+            let back = decode(&bytes, f).unwrap();
+            for (i, (&x, &y)) in orig.iter().zip(&back).enumerate() {
+                if x.is_finite() {
+                    assert!(
+                        (x as f64 - y as f64).abs() <= d,
+                        "voxel {i}: {x} vs {y}, D {d}"
+                    );
+                } else {
+                    assert_eq!(x.to_bits(), y.to_bits());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_chunk_decodes_alone_to_its_part_of_the_scan() {
+    let shape = [12, 10, 11, 5];
+    let kind = Kind::Integer { min: 0, max: 1000 };
+    let (orig, field) = synthetic(shape, 0, 1000, 21);
+    let options = Options {
+        chunk_z: 4,
+        chunk_t: 2,
+    };
+    let bytes = encode_with(
+        &orig,
+        Some(&field),
+        shape,
+        Mode::Bound { max_error: 2.0 },
+        kind,
+        &options,
+    )
+    .unwrap();
+    let full = decode(&bytes, Some(&field)).unwrap();
+    let reader = Reader::open(&bytes).unwrap();
+    assert_eq!(reader.chunk_count(), 3 * 3);
+    let c = reader.chunk_of(9, 4).unwrap();
+    let region = reader.chunk_region(c).unwrap();
+    assert_eq!(region, ChunkRegion { z: 8..11, t: 4..5 });
+    let pick = |v: &[f32]| -> Vec<f32> {
+        region_ranges(shape, &region)
+            .flat_map(|r| v[r].to_vec())
+            .collect()
+    };
+    let part = reader.decode_chunk(c, Some(&pick(&field))).unwrap();
+    assert_eq!(part, pick(&full));
+    // Without the prediction, or with the wrong amount, the chunk is refused.
+    assert_eq!(
+        reader.decode_chunk(c, None),
+        Err(ResidualError::PredictionPresence)
+    );
+    assert!(reader.decode_chunk(c, Some(&field[..5])).is_err());
+    assert!(reader.chunk_of(11, 0).is_err());
+}
+
+#[test]
+fn corrupt_streams_give_errors_not_panics() {
+    let shape = [10, 9, 8, 3];
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let (orig, field) = synthetic(shape, 0, 255, 33);
+    let options = Options {
+        chunk_z: 3,
+        chunk_t: 2,
+    };
+    let bytes = encode_with(
+        &orig,
+        Some(&field),
+        shape,
+        Mode::Bound { max_error: 1.0 },
+        kind,
+        &options,
+    )
+    .unwrap();
+    assert!(decode(&bytes, Some(&field)).is_ok());
+    for len in (0..bytes.len()).step_by(7) {
+        assert!(
+            decode(&bytes[..len], Some(&field)).is_err(),
+            "truncated to {len}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decode(&longer, Some(&field)).is_err());
+    for bit in (0..bytes.len() * 8).step_by(13) {
+        let mut b = bytes.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(decode(&b, Some(&field)).is_err(), "bit {bit} flipped");
+    }
+}
+
+#[test]
+fn corrupt_chunk_data_with_a_valid_checksum_never_panics() {
+    // The checksum catches accidents; this checks the decoder itself against crafted data.
+    let shape = [10, 9, 8, 1];
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let (orig, field) = synthetic(shape, 0, 255, 35);
+    let bytes = encode(&orig, Some(&field), shape, Mode::Lossless, kind).unwrap();
+    let crc_at = stream::HEADER_BYTES + 4;
+    let data_start = stream::HEADER_BYTES + stream::TABLE_ENTRY_BYTES + stream::INDEX_CRC_BYTES;
+    let mut rng = Rng(77);
+    let mut refused = 0;
+    for _ in 0..200 {
+        let mut b = bytes.clone();
+        let at = data_start + (rng.next() as usize % (b.len() - data_start));
+        b[at] ^= 1 << (rng.next() % 8);
+        let crc = crc32fast::hash(&b[data_start..]);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        let index_crc = crc32fast::hash(&b[..crc_at + 4]);
+        b[crc_at + 4..data_start].copy_from_slice(&index_crc.to_le_bytes());
+        if let Ok(v) = decode(&b, Some(&field)) {
+            assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 100,
+        "only {refused} of 200 corrupt chunks refused"
+    );
+}
+
+#[test]
+fn invalid_arguments_are_refused() {
+    let shape = [2, 2, 1, 1];
+    let k = Kind::Integer { min: 0, max: 10 };
+    let ok = [1.0f32, 2.0, 3.0, 4.0];
+    let l = Mode::Lossless;
+    assert!(matches!(
+        encode(&[1.5, 2.0, 3.0, 4.0], None, shape, l, k),
+        Err(ResidualError::ValueOutOfRange { index: 0, .. })
+    ));
+    assert!(matches!(
+        encode(&[1.0, 2.0, 3.0, 11.0], None, shape, l, k),
+        Err(ResidualError::ValueOutOfRange { index: 3, .. })
+    ));
+    assert!(matches!(
+        encode(&ok, Some(&[0.0, 0.0, f32::NAN, 0.0]), shape, l, k),
+        Err(ResidualError::ValueOutOfRange { index: 2, .. })
+    ));
+    assert!(matches!(
+        encode(&ok[..3], None, shape, l, k),
+        Err(ResidualError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        encode(&ok, None, [2, 2, 0, 1], l, k),
+        Err(ResidualError::InvalidShape(_))
+    ));
+    assert!(matches!(
+        encode(&ok, None, shape, Mode::Bound { max_error: -1.0 }, k),
+        Err(ResidualError::InvalidBound(_))
+    ));
+    assert!(matches!(
+        encode(
+            &ok,
+            None,
+            shape,
+            Mode::Bound {
+                max_error: f64::NAN
+            },
+            Kind::Float
+        ),
+        Err(ResidualError::InvalidBound(_))
+    ));
+    assert!(matches!(
+        encode(&ok, None, shape, l, Kind::Integer { min: 5, max: 1 }),
+        Err(ResidualError::InvalidRange { .. })
+    ));
+    assert_eq!(decode(b"XXXX", None), Err(ResidualError::BadMagic));
+}
+
+fn sample_dirs() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    vec![root.join("data")]
+}
+
+/// A stand-in for the field: the scan blurred along x and y (3×3 box), rounded and clamped.
+fn blurred(v: &[f32], shape: [usize; 4], kind: Kind) -> Vec<f32> {
+    let [nx, ny, ..] = shape;
+    let Kind::Integer { min, max } = kind else {
+        return v.to_vec();
+    };
+    let mut out = vec![0f32; v.len()];
+    for (s, (src, dst)) in v.chunks(nx * ny).zip(out.chunks_mut(nx * ny)).enumerate() {
+        let _ = s;
+        for y in 0..ny {
+            for x in 0..nx {
+                let mut sum = 0f64;
+                let mut n = 0f64;
+                for yy in y.saturating_sub(1)..(y + 2).min(ny) {
+                    for xx in x.saturating_sub(1)..(x + 2).min(nx) {
+                        sum += src[yy * nx + xx] as f64;
+                        n += 1.0;
+                    }
+                }
+                dst[y * nx + x] = ((sum / n).round() as i64).clamp(min, max) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn real_scans_round_trip_within_the_bound() {
+    let mut seen = 0;
+    for dir in sample_dirs() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for path in files {
+            let name = path.to_string_lossy().to_string();
+            if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+                continue;
+            }
+            let vol = crate::volume::read_nifti(&path).unwrap();
+            let shape = vol.shape();
+            let kind = Kind::of(vol.header.datatype());
+            let field = blurred(&vol.data, shape, kind);
+            let raw_bits = vol.data.len() * vol.header.datatype().bytes() * 8;
+            for d in [0.0, 1.0, 4.0, 16.0] {
+                let size =
+                    check_integer(&vol.data, Some(&field), shape, kind, d, &Options::default());
+                if d == 0.0 {
+                    assert!(
+                        size * 8 < raw_bits,
+                        "{name}: lossless {size} bytes is not smaller than raw"
+                    );
+                }
+            }
+            check_integer(&vol.data, None, shape, kind, 0.0, &Options::default());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "only {seen} sample scans found");
+}
