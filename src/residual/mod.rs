@@ -162,14 +162,10 @@ fn chunk_shape(header: &StreamHeader, region: &ChunkRegion) -> ChunkShape {
     }
 }
 
-/// The field prediction of a chunk in the domain (zeros without a field).
-fn field_in_domain(
-    domain: &Domain,
-    prediction: Option<&[f32]>,
-    voxels: usize,
-) -> Result<Vec<i64>, ResidualError> {
+/// The field prediction of a chunk in the domain (empty without a field).
+fn field_in_domain(domain: &Domain, prediction: Option<&[f32]>) -> Result<Vec<i64>, ResidualError> {
     match prediction {
-        None => Ok(vec![0; voxels]),
+        None => Ok(Vec::new()),
         Some(p) => p
             .iter()
             .enumerate()
@@ -238,8 +234,8 @@ pub fn encode_with(
                 .zip(&offset)
                 .map(|(&x, &i)| domain.original(i, x))
                 .collect::<Result<Vec<_>, _>>()?;
-            let field = field_in_domain(&domain, pred.as_deref(), cs.voxels())
-                .map_err(|e| remap_index(e, &offset))?;
+            let field =
+                field_in_domain(&domain, pred.as_deref()).map_err(|e| remap_index(e, &offset))?;
             let mut io = EncodeIo {
                 values: &values,
                 raw: &raw,
@@ -360,7 +356,7 @@ impl<'a> Reader<'a> {
             return Err(ResidualError::ChunkChecksum(index));
         }
         let domain = self.header.domain;
-        let field = field_in_domain(&domain, prediction, cs.voxels())?;
+        let field = field_in_domain(&domain, prediction)?;
         let dec = rangecoder::Decoder::new(data).ok_or(ResidualError::CorruptChunk(index))?;
         let mut io = DecodeIo { dec };
         let out = engine::run(cs, &domain, &field, &mut io)
