@@ -30,6 +30,9 @@ pub const MAX_PREDICTORS: usize = 14;
 pub const ERROR_CAP: u64 = 1 << 24;
 /// Blend weights are `2^WEIGHT_BITS / (S + 1)^2` for a local error sum `S`.
 pub const WEIGHT_BITS: u32 = 60;
+/// `S + 1 + NOISE_FLOOR · d` is capped here before squaring, so that the weight is ≥ 1
+/// and the square fits 64 bits.
+pub const WEIGHT_DENOMINATOR_CAP: u64 = 1 << 30;
 /// Each error sum `S` of the blend is raised by `NOISE_FLOOR · d` before weighting: with a
 /// quantizer of half-width `d`, reconstructed neighbours carry noise of that order, and
 /// differences below it say nothing about which predictor is better (measured: 2 beats 0 and
@@ -219,8 +222,8 @@ pub fn run<I: Io>(
                     let z_at = (z > 0).then(|| i - slice);
                     let t_at = (t > 0).then(|| i - frame);
                     let fallback = match (t_at, z_at) {
-                        (Some(a), _) if use_t => r[a],
-                        (_, Some(a)) => r[a],
+                        (Some(a), _) => r[a],
+                        (None, Some(a)) => r[a],
                         _ if uses_field => field[i],
                         _ => 0,
                     };
@@ -284,12 +287,12 @@ pub fn run<I: Io>(
                         }
                     }
 
-                    // Blend: weights 2^60 / (S + 1)^2.
+                    // Blend: weights 2^60 / min(S + 1 + 2d, 2^30)^2.
                     let mut num = 0i128;
                     let mut den = 0i128;
                     let mut s_min = u64::MAX;
                     for j in 0..npred {
-                        let sj = s[j] + 1 + noise_floor;
+                        let sj = (s[j] + 1 + noise_floor).min(WEIGHT_DENOMINATOR_CAP);
                         let wj = (1u64 << WEIGHT_BITS) / (sj * sj);
                         num += wj as i128 * p[j] as i128;
                         den += wj as i128;
