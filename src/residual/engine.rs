@@ -23,9 +23,10 @@ use super::error::ResidualError;
 use super::rangecoder::{BitModel, Decoder, Encoder};
 use super::symbol::{self, SymbolModels, CLASSES};
 
-/// Most sub-predictors in use (4 in-slice, 3 from the previous slice, 3 from the previous
-/// frame, 4 from the field).
-pub const MAX_PREDICTORS: usize = 14;
+/// Most sub-predictors in use (5 in-slice, 3 from the previous slice, 3 from the previous
+/// frame, 4 from the field). NE alone was added after measuring: −3.4 % on Colin27 and −3.9 %
+/// on the chest CT at D = 12, −0.5 % lossless, neutral (+0.1 %) on the fMRI series.
+pub const MAX_PREDICTORS: usize = 15;
 /// A sub-predictor's recorded error is capped here, so error sums stay small.
 pub const ERROR_CAP: u64 = 1 << 24;
 /// Blend weights are `2^WEIGHT_BITS / (S + 1)^2` for a local error sum `S`.
@@ -201,7 +202,7 @@ pub fn run<I: Io>(
     let noise_floor = NOISE_FLOOR * d as u64;
     let use_z = nz > 1;
     let use_t = nt > 1;
-    let npred = 4 + 3 * use_z as usize + 3 * use_t as usize + 4 * uses_field as usize;
+    let npred = 5 + 3 * use_z as usize + 3 * use_t as usize + 4 * uses_field as usize;
     let slice = nx * ny;
     let frame = slice * nz;
 
@@ -233,7 +234,8 @@ pub fn run<I: Io>(
                     p[1] = n;
                     p[2] = med(w, n, nw);
                     p[3] = w + ne - n;
-                    let mut k = 4;
+                    p[4] = ne;
+                    let mut k = 5;
                     for (active, at) in [(use_z, z_at), (use_t, t_at)] {
                         if !active {
                             continue;
