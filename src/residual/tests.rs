@@ -356,8 +356,8 @@ fn the_documented_example_stream_is_reproduced() {
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let expected = "4d 49 52 53 01 00 00 00 03 00 00 00 02 00 00 00 01 00 00 00 01 00 00 00 \
                     01 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 \
-                    00 00 00 00 00 00 00 00 0a 00 00 00 63 93 c1 5b 57 ab 0d ed \
-                    00 b9 52 d1 cf 68 b3 00 00 00";
+                    00 00 00 00 00 00 00 00 0a 00 00 00 3c c0 21 90 9e cc 51 42 \
+                    00 b9 52 d2 61 16 e3 70 00 00";
     assert_eq!(
         hex.join(" "),
         expected.split_whitespace().collect::<Vec<_>>().join(" ")
