@@ -32,11 +32,12 @@ mod symbol;
 #[cfg(test)]
 mod tests;
 
+pub use domain::Domain;
 pub use error::ResidualError;
 pub use stream::{ChunkRegion, StreamHeader};
 
 use crate::volume::DataType;
-use domain::Domain;
+
 use engine::{ChunkShape, DecodeIo, EncodeIo};
 use rangecoder::Encoder;
 use rayon::prelude::*;
