@@ -541,7 +541,15 @@ impl Fit<'_> {
             Bound::Lossless => Mode::Lossless,
             Bound::MaxError(d) => Mode::Bound { max_error: d },
         };
-        let kind = Kind::of(datatype);
+        // The scan's own range (not the datatype's): predictions are clamped to it, and
+        // i32/u32 scans stay within what the coder's f32 values hold exactly.
+        let kind = match Kind::of(datatype) {
+            Kind::Integer { .. } => Kind::Integer {
+                min: self.value_min.round() as i64,
+                max: self.value_max.round() as i64,
+            },
+            float => float,
+        };
         let prediction = self.decode_stored(file, Region::Full)?;
         let with_field = encode(self.data, Some(&prediction), self.shape, mode, kind)?;
         let alone = encode(self.data, None, self.shape, mode, kind)?;

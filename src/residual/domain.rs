@@ -17,6 +17,10 @@ use super::error::ResidualError;
 pub const LATTICE_LIMIT: i64 = 1 << 31;
 /// Widest integer range accepted (covers u32 and i32 scans).
 pub const MAX_INTEGER_SPAN: i64 = 1 << 33;
+/// Integer scans are coded with a bound `D > 0` only when every value of the range is within
+/// ±2^24, where f32 (how medinr holds voxels) represents every integer: beyond it a
+/// reconstructed integer could round by more than `D`. Lossless coding has no such limit.
+pub const MAX_BOUNDED_MAGNITUDE: i64 = 1 << 24;
 
 /// Which domain, with its parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,7 +106,12 @@ impl Domain {
     /// The domain value of a field prediction (never escaped).
     pub fn prediction(&self, index: usize, p: f32) -> Result<i64, ResidualError> {
         match *self {
-            Domain::Integer { lo, hi, .. } => integer_value("prediction", index, p, lo, hi),
+            // Any integer is accepted and clamped: a field's stored values may stray outside a
+            // range narrower than the datatype's (e.g. the scan's own min … max).
+            Domain::Integer { lo, hi, .. } => {
+                let any = integer_value("prediction", index, p, i64::MIN, i64::MAX)?;
+                Ok(any.clamp(lo, hi))
+            }
             Domain::FloatLattice { bound } => {
                 let c = (p as f64 / (2.0 * bound)).round_ties_even();
                 Ok(if c.is_nan() {

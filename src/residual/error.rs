@@ -15,6 +15,8 @@ pub enum ResidualError {
     },
     #[error("invalid error bound {0}: it must be finite and ≥ 0")]
     InvalidBound(f64),
+    #[error("an error bound needs integer values within ±2^24 (f32 is inexact beyond), but the range is {min} … {max}; code losslessly or pass the scan's own range")]
+    RangeTooWideForBound { min: i64, max: i64 },
     #[error("invalid integer range {min} … {max}")]
     InvalidRange { min: i64, max: i64 },
     #[error("{what} value {value} at voxel {index} is not an integer within {min} … {max}")]

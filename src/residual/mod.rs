@@ -32,11 +32,12 @@ mod symbol;
 #[cfg(test)]
 mod tests;
 
+pub use domain::Domain;
 pub use error::ResidualError;
 pub use stream::{ChunkRegion, StreamHeader};
 
 use crate::volume::DataType;
-use domain::Domain;
+
 use engine::{ChunkShape, DecodeIo, EncodeIo};
 use rangecoder::Encoder;
 use rayon::prelude::*;
@@ -61,7 +62,10 @@ pub enum Mode {
 /// The stored type of the scan's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Integer values within `min ..= max` (the datatype's range, or the scan's own).
+    /// Integer values within `min ..= max` (the datatype's range, or the scan's own; field
+    /// predictions outside it are clamped into it). With a bound `D > 0` the range must lie
+    /// within ±2^24 (f32 holds every integer there), so pass the scan's own range for
+    /// i32/u32 scans.
     Integer { min: i64, max: i64 },
     /// f32 values (f64 scans as medinr holds them, in f32).
     Float,
@@ -117,6 +121,10 @@ fn domain_for(mode: Mode, kind: Kind) -> Result<Domain, ResidualError> {
             }
             // A bound beyond the range is as good as the range itself.
             let d = bound.floor().min((max - min) as f64) as i64;
+            let limit = domain::MAX_BOUNDED_MAGNITUDE;
+            if d > 0 && (min < -limit || max > limit) {
+                return Err(ResidualError::RangeTooWideForBound { min, max });
+            }
             Domain::Integer {
                 lo: min,
                 hi: max,

@@ -7,10 +7,11 @@
 
 /// Bits of a bit model's probability: `P(bit = 0) = p / 2^PROB_BITS`.
 pub const PROB_BITS: u32 = 16;
-/// Adaptation shift of the fast half of a bit model (adapts within ~16 bits).
-pub const FAST_SHIFT: u32 = 4;
-/// Adaptation shift of the slow half of a bit model (averages over ~128 bits).
-pub const SLOW_SHIFT: u32 = 7;
+/// Adaptation shift of the fast half of a bit model (adapts within ~32 bits). Measured against
+/// 4/7 and 4/6: 5/8 is 0.3–0.5 % smaller on Colin27, the chest CT and the fMRI series.
+pub const FAST_SHIFT: u32 = 5;
+/// Adaptation shift of the slow half of a bit model (averages over ~256 bits).
+pub const SLOW_SHIFT: u32 = 8;
 /// Smallest probability handed to the coder, so that neither outcome costs more than ~11 bits
 /// and the coder's sub-range never becomes empty.
 pub const PROB_MIN: u32 = 32;
@@ -46,8 +47,9 @@ impl BitModel {
         ((self.fast as u32 + self.slow as u32 + 1) >> 1).clamp(PROB_MIN, ONE - PROB_MIN)
     }
 
-    /// Moves both halves towards the observed bit. The halves stay within `[15, 65521]`
-    /// (an increment `(2^16 − p) >> 4` is 0 once `p > 2^16 − 16`), so they fit in `u16`.
+    /// Moves both halves towards the observed bit. The halves stay within `[31, 65505]`
+    /// (an increment `(2^16 − p) >> 5` is 0 once `p > 2^16 − 32`, a decrement `p >> 5` once
+    /// `p < 32`; the slow half stays within `[255, 65281]`), so they fit in `u16`.
     #[inline]
     fn update(&mut self, bit: bool) {
         let (f, s) = (self.fast as u32, self.slow as u32);

@@ -135,6 +135,31 @@ fn extreme_values_and_predictions_round_trip() {
     for d in [0.0, 1.0, 16.0, 100000.0] {
         check_integer(&orig, Some(&field), shape, kind, d, &Options::default());
     }
+    // The widest range: lossless only (f32 is inexact beyond 2^24); within ±2^24 any bound.
+    let kind = Kind::Integer {
+        min: i32::MIN as i64,
+        max: u32::MAX as i64,
+    };
+    let orig: Vec<f32> = (0..n)
+        .map(|i| ((i as i64 * 987_654_321) % (1 << 31)) as f32)
+        .collect();
+    check_integer(&orig, None, shape, kind, 0.0, &Options::default());
+    let bounded = encode(&orig, None, shape, Mode::Bound { max_error: 1e3 }, kind);
+    assert!(matches!(
+        bounded,
+        Err(ResidualError::RangeTooWideForBound { .. })
+    ));
+    let kind = Kind::Integer {
+        min: -(1 << 24),
+        max: 1 << 24,
+    };
+    let orig: Vec<f32> = orig
+        .iter()
+        .map(|&v| (v as i64 % (1 << 24)) as f32)
+        .collect();
+    for d in [0.0, 1e3, 1e12] {
+        check_integer(&orig, None, shape, kind, d, &Options::default());
+    }
 }
 
 #[test]
@@ -316,6 +341,30 @@ fn corrupt_chunk_data_with_a_valid_checksum_never_panics() {
     );
 }
 
+/// The worked example of docs/FORMAT.md, chapter "Residual layer": those exact bytes.
+#[test]
+fn the_documented_example_stream_is_reproduced() {
+    let orig = [10.0f32, 12.0, 11.0, 13.0, 40.0, 12.0];
+    let bytes = encode(
+        &orig,
+        None,
+        [3, 2, 1, 1],
+        Mode::Lossless,
+        Kind::Integer { min: 0, max: 255 },
+    )
+    .unwrap();
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = "4d 49 52 53 01 00 00 00 03 00 00 00 02 00 00 00 01 00 00 00 01 00 00 00 \
+                    01 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 ff 00 00 00 00 00 00 00 \
+                    00 00 00 00 00 00 00 00 0a 00 00 00 3c c0 21 90 9e cc 51 42 \
+                    00 b9 52 d2 61 16 e3 70 00 00";
+    assert_eq!(
+        hex.join(" "),
+        expected.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    assert_eq!(decode(&bytes, None).unwrap(), orig);
+}
+
 #[test]
 fn invalid_arguments_are_refused() {
     let shape = [2, 2, 1, 1];
@@ -334,6 +383,14 @@ fn invalid_arguments_are_refused() {
         encode(&ok, Some(&[0.0, 0.0, f32::NAN, 0.0]), shape, l, k),
         Err(ResidualError::ValueOutOfRange { index: 2, .. })
     ));
+    assert!(matches!(
+        encode(&ok, Some(&[0.0, 0.5, 0.0, 0.0]), shape, l, k),
+        Err(ResidualError::ValueOutOfRange { index: 1, .. })
+    ));
+    // Predictions outside the range are clamped, not refused.
+    let far = [-5.0f32, 1e6, 3.0, 11.0];
+    let bytes = encode(&ok, Some(&far), shape, l, k).unwrap();
+    assert_eq!(decode(&bytes, Some(&far)).unwrap(), ok);
     assert!(matches!(
         encode(&ok[..3], None, shape, l, k),
         Err(ResidualError::LengthMismatch { .. })
