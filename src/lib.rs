@@ -21,6 +21,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batch;
 #[cfg(feature = "train")]
 pub mod encoder;
 pub mod settings;

@@ -64,6 +64,9 @@ enum Command {
     Info(InfoArgs),
     /// Compare two NIfTI scans: PSNR (on the first scan's range), SSIM, max abs error, MAE.
     Compare(CompareArgs),
+    /// Compress every scan of a folder or manifest into an output folder; a killed run
+    /// resumes where it stopped (journal in the output folder); --shard splits the list.
+    Batch(BatchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -444,6 +447,7 @@ fn main() -> ExitCode {
         Command::Slice(a) => slice(a),
         Command::Info(a) => info(a),
         Command::Compare(a) => compare(a),
+        Command::Batch(a) => batch(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -653,11 +657,16 @@ fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSet
     Ok(settings)
 }
 
+/// The rate target and the guarantee from the command line's `[--bpv, --ratio, --psnr]`,
+/// `--max-error` and `--lossless` (clap has already refused conflicting combinations).
 #[cfg(feature = "train")]
-fn compress(a: CompressArgs) -> Result<(), Failure> {
-    check_output(&a.output, &[&a.input], a.force, &[])?;
-    let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
-    let bound = match (a.max_error, a.lossless) {
+fn target_and_bound(
+    [bpv, ratio, psnr]: [Option<f64>; 3],
+    max_error: Option<f64>,
+    lossless: bool,
+    settings: &EncoderSettings,
+) -> Result<(RateTarget, Option<Bound>), Failure> {
+    let bound = match (max_error, lossless) {
         (Some(d), _) if !(d.is_finite() && d >= 0.0) => {
             return Err(Failure {
                 code: exit::USAGE,
@@ -669,13 +678,22 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         (None, true) => Some(Bound::Lossless),
         (None, false) => None,
     };
-    let target = match (a.bpv, a.ratio, a.psnr) {
+    let target = match (bpv, ratio, psnr) {
         (Some(b), _, _) => RateTarget::BitsPerVoxel(b),
         (_, Some(r), _) => RateTarget::Ratio(r),
         (_, _, Some(p)) => RateTarget::Psnr(p),
         _ if bound.is_some() => RateTarget::BitsPerVoxel(settings.rate.bounded_field_bpv),
         _ => RateTarget::BitsPerVoxel(0.1),
     };
+    Ok((target, bound))
+}
+
+#[cfg(feature = "train")]
+fn compress(a: CompressArgs) -> Result<(), Failure> {
+    check_output(&a.output, &[&a.input], a.force, &[])?;
+    let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
+    let (target, bound) =
+        target_and_bound([a.bpv, a.ratio, a.psnr], a.max_error, a.lossless, &settings)?;
     let volume = read_nifti(&a.input)?;
     let options = EncodeOptions {
         target,
@@ -970,6 +988,181 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
             "PSNR {:.3} dB (range {})  SSIM {:.5}  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels, physical units)",
             c.psnr_db, c.data_range, c.ssim, c.max_abs_error, c.mae, c.rmse, c.voxels
         );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(after_help = EXIT_CODES)]
+struct BatchArgs {
+    /// A folder (its .nii / .nii.gz files) or a manifest (one path per line, relative to the
+    /// manifest's folder; # comments).
+    source: PathBuf,
+    /// Output folder for the .minr files, the journal (medinr-batch.jsonl) and the summary
+    /// (medinr-batch.csv); created if missing.
+    #[arg(long)]
+    out: PathBuf,
+    /// Target rate in bits per voxel (default 0.1 when no target is given).
+    #[arg(long, conflicts_with_all = ["ratio", "psnr"])]
+    bpv: Option<f64>,
+    /// Target compression ratio against the stored data size.
+    #[arg(long, conflicts_with = "psnr")]
+    ratio: Option<f64>,
+    /// Target PSNR in dB.
+    #[arg(long)]
+    psnr: Option<f64>,
+    /// Guarantee |decoded − original| ≤ D for every voxel (stored units).
+    #[arg(long, conflicts_with_all = ["lossless", "psnr"])]
+    max_error: Option<f64>,
+    /// Decode to exactly the original voxels.
+    #[arg(long, conflicts_with = "psnr")]
+    lossless: bool,
+    /// Multiplies the number of optimisation steps.
+    #[arg(long, default_value_t = 1.0)]
+    effort: f64,
+    /// Seed of every fit.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Encoder settings as JSON (see compress --help).
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// This process's share of the list, I/N (0-based); default from SLURM_ARRAY_TASK_ID,
+    /// SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_COUNT in a Slurm job array, else all.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Only the per-scan lines, no per-scan progress.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[cfg(not(feature = "train"))]
+fn batch(_: BatchArgs) -> Result<(), Failure> {
+    Err(Failure {
+        code: exit::USAGE,
+        error: anyhow!("this medinr is a decoder only (built without the `train` feature)"),
+    })
+}
+
+#[cfg(feature = "train")]
+fn batch(a: BatchArgs) -> Result<(), Failure> {
+    use medinr::batch::{plan, Entry, Journal, Shard, SUMMARY};
+    use std::time::Instant;
+    let usage = |e: medinr::batch::BatchError| Failure {
+        code: exit::USAGE,
+        error: e.into(),
+    };
+    let shard = match &a.shard {
+        Some(s) => Shard::parse(s).map_err(usage)?,
+        None => Shard::from_slurm(|k| std::env::var(k).ok())
+            .map_err(usage)?
+            .unwrap_or(Shard::ALL),
+    };
+    let settings = encoder_settings(a.settings.as_deref(), None)?;
+    let (target, bound) =
+        target_and_bound([a.bpv, a.ratio, a.psnr], a.max_error, a.lossless, &settings)?;
+    if !(a.effort.is_finite() && a.effort > 0.0) {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!("--effort {} must be positive and finite", a.effort),
+        });
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| Failure {
+        code: exit::FAILURE,
+        error: anyhow!("cannot create {}: {e}", a.out.display()),
+    })?;
+    let jobs = plan(&a.source, &a.out, shard).map_err(|e| Failure {
+        code: exit::BAD_INPUT,
+        error: e.into(),
+    })?;
+    let mut journal = Journal::open(&a.out)?;
+    let options = EncodeOptions {
+        target,
+        seed: a.seed,
+        effort: a.effort,
+        nan_fill: None,
+        preset: None,
+        settings,
+        device: Device::Cpu,
+        bound,
+    };
+    let total = jobs.len();
+    let start = Instant::now();
+    let (mut compressed, mut failed) = (0usize, 0usize);
+    for (k, job) in jobs.iter().enumerate() {
+        let label = format!("[{}/{total}] {}", k + 1, job.input.display());
+        if journal.done(job).is_some() {
+            eprintln!("{label}: done earlier");
+            continue;
+        }
+        // Written but not journalled (killed between the two): check it and record it.
+        if let Ok(bytes) = std::fs::read(&job.output) {
+            if let Ok((_, header)) = Decoder::describe(&bytes) {
+                let voxels = header.voxel_count() as f64;
+                journal.record(Entry {
+                    input: job.input.display().to_string(),
+                    output: job.output.display().to_string(),
+                    bytes: bytes.len() as u64,
+                    bits_per_voxel: bytes.len() as f64 * 8.0 / voxels.max(1.0),
+                    psnr_db: None,
+                    max_abs_error: None,
+                    seconds: 0.0,
+                })?;
+                eprintln!("{label}: found complete from an interrupted run");
+                continue;
+            }
+        }
+        let t = Instant::now();
+        let result = read_nifti(&job.input)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| encode(&v, &options, &mut medinr::encoder::Silent).map_err(Into::into))
+            .and_then(|(file, report)| {
+                let bytes = file.to_bytes()?;
+                write_atomic(&job.output, &bytes, true)?;
+                Ok(report)
+            });
+        match result {
+            Ok(report) => {
+                journal.record(Entry {
+                    input: job.input.display().to_string(),
+                    output: job.output.display().to_string(),
+                    bytes: report.bytes as u64,
+                    bits_per_voxel: report.bits_per_voxel,
+                    psnr_db: Some(report.quality.psnr_db),
+                    max_abs_error: Some(report.quality.max_abs_error),
+                    seconds: t.elapsed().as_secs_f64(),
+                })?;
+                compressed += 1;
+                let left = jobs.len() - k - 1;
+                let per = start.elapsed().as_secs_f64() / compressed as f64;
+                eprintln!(
+                    "{label}: {:.4} bpv, PSNR {:.2} dB, {:.1} s (ETA {:.0} s for {left} more)",
+                    report.bits_per_voxel,
+                    report.quality.psnr_db,
+                    t.elapsed().as_secs_f64(),
+                    per * left as f64
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{label}: failed: {e:#}");
+            }
+        }
+    }
+    let summary = a.out.join(SUMMARY);
+    write_atomic(&summary, journal.csv().as_bytes(), true)
+        .map_err(|e| write_failure(&summary, e.into()))?;
+    if !a.quiet {
+        eprintln!(
+            "batch: {compressed} compressed, {} done earlier, {failed} failed; summary {}",
+            total - compressed - failed,
+            summary.display()
+        );
+    }
+    if failed > 0 {
+        return Err(Failure {
+            code: exit::FAILURE,
+            error: anyhow!("{failed} of {total} scans failed (run again to retry them)"),
+        });
     }
     Ok(())
 }

@@ -1702,3 +1702,87 @@ fn roi_and_like_decode_what_they_name() {
         "resampling onto its own grid changed voxels"
     );
 }
+
+#[test]
+fn a_killed_batch_resumes_and_compresses_each_scan_once() {
+    let dir = tempdir();
+    let src = dir.path().join("scans");
+    let out = dir.path().join("out");
+    fs::create_dir(&src).unwrap();
+    for (name, from) in [
+        ("a.nii", BE_MRI),
+        ("b.nii", FMRI),
+        ("c.nii.gz", NIFTI2_4D),
+        ("d.nii", BE_MRI),
+    ] {
+        fs::copy(data(from), src.join(name)).unwrap();
+    }
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = ["batch", src.to_str().unwrap(), "--out"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(out.to_str().unwrap().to_string());
+        v.extend(["--bpv", "2", "--effort", "0.05"].map(String::from));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Killed (SIGKILL) at several moments: once r scans are journalled, after a further
+    // delay that varies, so kills land between scans, mid-fit and around the writes.
+    let journalled = || {
+        fs::read_to_string(out.join("medinr-batch.jsonl"))
+            .map(|j| j.lines().count())
+            .unwrap_or(0)
+    };
+    for (r, extra_ms) in [(0usize, 300u64), (1, 0), (1, 900), (2, 50), (3, 10)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medinr"))
+            .args(args(&[]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while journalled() < r && t.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(extra_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let last = medinr(args(&[])).ok();
+    assert!(last.stderr.contains("batch:"), "{}", last.stderr);
+    let journal = fs::read_to_string(out.join("medinr-batch.jsonl")).unwrap();
+    for stem in ["a", "b", "c", "d"] {
+        let minr = out.join(format!("{stem}.minr"));
+        assert!(info(&minr)["file_bytes"].as_u64().unwrap() > 0);
+        let lines = journal
+            .lines()
+            .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+            .filter(|l| l.contains(&format!("{stem}.minr")))
+            .count();
+        assert_eq!(lines, 1, "{stem}: {lines} journal entries\n{journal}");
+    }
+    let csv = fs::read_to_string(out.join("medinr-batch.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert_no_temp_files(&out);
+    // A second run finds everything done; shards split the list.
+    let again = medinr(args(&[])).ok();
+    assert!(again.stderr.contains("0 compressed"), "{}", again.stderr);
+    let shard_out = dir.path().join("shard");
+    let run = medinr([
+        "batch",
+        src.to_str().unwrap(),
+        "--out",
+        shard_out.to_str().unwrap(),
+        "--bpv",
+        "2",
+        "--effort",
+        "0.05",
+        "--shard",
+        "1/2",
+    ])
+    .ok();
+    assert!(run.stderr.contains("2 compressed"), "{}", run.stderr);
+    assert!(shard_out.join("b.minr").exists() && shard_out.join("d.minr").exists());
+    assert!(!shard_out.join("a.minr").exists());
+}
