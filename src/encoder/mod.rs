@@ -318,6 +318,11 @@ pub fn encode(
     let mut residual_uses_field = None;
     if let Some(bound) = options.bound {
         let (stream, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
+        if !uses_field {
+            // The residual does not lean on the field, so the field is only a preview for
+            // other grids: keep it as small as it can be.
+            file = ctx.smallest(&file)?;
+        }
         file.residual = Some(stream);
         residual_uses_field = Some(uses_field);
     }
@@ -524,6 +529,32 @@ impl Fit<'_> {
                 .collect(),
             meta: Some(self.meta.to_string()),
             residual: None,
+        }
+    }
+
+    /// `file`'s field requantized to about the smallest file its architecture allows (the
+    /// coarsest grid step that is still above the all-zero minimum by an eighth), with no
+    /// refit: a coarse preview of the scan at almost no cost.
+    fn smallest(&self, file: &MinrFile) -> Result<MinrFile, EncodeError> {
+        use steps::{search_grid_step, steps_for, tensors_size, StepPlan};
+        let config = &file.head.field;
+        let specs = crate::model::tensor_specs(config);
+        let tensors = file.dequantized();
+        let plan = StepPlan {
+            level_scales: vec![1.0; config.levels()],
+            mlp_divisor: self.settings.rate.default_mlp_step_divisor,
+        };
+        let fixed =
+            crate::codec::payload::overhead(&self.head(config), self.nifti_header, Some(self.meta));
+        let zeros = steps_for(&specs, &tensors, f32::MAX, &plan);
+        let minimum = fixed + tensors_size(&tensors, &zeros);
+        let iterations = self.settings.rate.size_search_iterations;
+        match search_grid_step(&specs, &tensors, &plan, minimum + minimum / 8, fixed, iterations) {
+            Some(found) if found.bytes < file.to_bytes()?.len() => {
+                let steps = steps_for(&specs, &tensors, found.grid_step, &plan);
+                Ok(self.assemble(config, &tensors, &steps))
+            }
+            _ => Ok(file.clone()),
         }
     }
 
