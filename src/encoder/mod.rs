@@ -317,13 +317,8 @@ pub fn encode(
     };
     let mut residual_uses_field = None;
     if let Some(bound) = options.bound {
-        let (stream, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
-        if !uses_field {
-            // The residual does not lean on the field, so the field is only a preview for
-            // other grids: keep it as small as it can be.
-            file = ctx.smallest(&file)?;
-        }
-        file.residual = Some(stream);
+        let (bounded, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
+        file = bounded;
         residual_uses_field = Some(uses_field);
     }
     let bytes = file.to_bytes()?.len();
@@ -549,7 +544,14 @@ impl Fit<'_> {
         let zeros = steps_for(&specs, &tensors, f32::MAX, &plan);
         let minimum = fixed + tensors_size(&tensors, &zeros);
         let iterations = self.settings.rate.size_search_iterations;
-        match search_grid_step(&specs, &tensors, &plan, minimum + minimum / 8, fixed, iterations) {
+        match search_grid_step(
+            &specs,
+            &tensors,
+            &plan,
+            minimum + minimum / 8,
+            fixed,
+            iterations,
+        ) {
             Some(found) if found.bytes < file.to_bytes()?.len() => {
                 let steps = steps_for(&specs, &tensors, found.grid_step, &plan);
                 Ok(self.assemble(config, &tensors, &steps))
@@ -558,15 +560,16 @@ impl Fit<'_> {
         }
     }
 
-    /// Codes what the field of `file` misses so every voxel meets `bound`: against the field's
-    /// prediction, and against decoded neighbours alone; the smaller stream is kept. Returns
-    /// the stream and whether it uses the field.
+    /// Adds a residual layer to `file` so every voxel meets `bound`. Two files are made and
+    /// the smaller kept: the field as fitted with a residual predicted from it, and the field
+    /// requantized to a coarse preview (`smallest`) with a residual predicted from decoded
+    /// neighbours alone. Returns the file and whether its residual uses the field.
     fn residual(
         &self,
         file: &MinrFile,
         bound: Bound,
         datatype: crate::volume::DataType,
-    ) -> Result<(Vec<u8>, bool), EncodeError> {
+    ) -> Result<(MinrFile, bool), EncodeError> {
         use crate::residual::{encode, Kind, Mode};
         let mode = match bound {
             Bound::Lossless => Mode::Lossless,
@@ -582,9 +585,17 @@ impl Fit<'_> {
             float => float,
         };
         let prediction = self.decode_stored(file, Region::Full)?;
-        let with_field = encode(self.data, Some(&prediction), self.shape, mode, kind)?;
-        let alone = encode(self.data, None, self.shape, mode, kind)?;
-        Ok(if alone.len() < with_field.len() {
+        let mut with_field = file.clone();
+        with_field.residual = Some(encode(
+            self.data,
+            Some(&prediction),
+            self.shape,
+            mode,
+            kind,
+        )?);
+        let mut alone = self.smallest(file)?;
+        alone.residual = Some(encode(self.data, None, self.shape, mode, kind)?);
+        Ok(if alone.to_bytes()?.len() < with_field.to_bytes()?.len() {
             (alone, false)
         } else {
             (with_field, true)
