@@ -62,7 +62,9 @@ enum Command {
     Slice(SliceArgs),
     /// Describe a .minr file: geometry, field, sections, rate.
     Info(InfoArgs),
-    /// Compare two NIfTI scans: PSNR (on the first scan's range), SSIM, max abs error, MAE.
+    /// Compare two NIfTI scans: PSNR (on the first scan's range), SSIM, max abs error, MAE;
+    /// for 4D scans also the time-series figures (temporal-mean baseline, time-course
+    /// correlation, tSNR ratio, connectivity; docs/METRICS.md).
     Compare(CompareArgs),
     /// Compress every scan of a folder or manifest into an output folder; a killed run
     /// resumes where it stopped (journal in the output folder); --shard splits the list.
@@ -249,6 +251,11 @@ struct CompareArgs {
     reference: PathBuf,
     /// Scan to compare with it (same grid).
     test: PathBuf,
+    /// Foreground mask for the time-series figures of 4D scans: a 3D NIfTI on the same
+    /// spatial grid, foreground where nonzero (default: the automatic mask, temporal mean above
+    /// 0.1 × the 99th percentile of temporal means; docs/METRICS.md).
+    #[arg(long, value_name = "MASK")]
+    mask: Option<PathBuf>,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -429,6 +436,9 @@ fn classify(error: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<OutputRefused>().is_some() {
             return exit::OUTPUT;
+        }
+        if cause.downcast_ref::<metrics::MetricsError>().is_some() {
+            return exit::BAD_INPUT;
         }
     }
     exit::FAILURE
@@ -978,16 +988,60 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
             error: anyhow!("shapes differ: {:?} vs {:?}", r.shape(), t.shape()),
         });
     }
+    let shape = r.shape();
+    let mask = match &a.mask {
+        Some(path) => {
+            let m = read_nifti(path).with_context(|| format!("reading {}", path.display()))?;
+            let ms = m.shape();
+            if ms[..3] != shape[..3] || ms[3] != 1 {
+                return Err(Failure {
+                    code: exit::BAD_INPUT,
+                    error: anyhow!(
+                        "mask {} has shape {:?}; it must be one frame of the scan's grid {:?}",
+                        path.display(),
+                        ms,
+                        &shape[..3]
+                    ),
+                });
+            }
+            Some(m.data.iter().map(|&x| x != 0.0).collect::<Vec<bool>>())
+        }
+        None => None,
+    };
+    if mask.is_some() && shape[3] < 2 {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!("--mask applies to 4D scans only (this scan has one frame)"),
+        });
+    }
     let physical =
         |v: &Volume| metrics::physical(&v.data, v.header.scl_slope(), v.header.scl_inter());
-    let c = metrics::compare(&physical(&r), &physical(&t), r.shape())?;
+    let (pr, pt) = (physical(&r), physical(&t));
+    let c = metrics::compare(&pr, &pt, shape)?;
+    let ts = if shape[3] >= 2 {
+        Some(metrics::compare_timeseries(
+            &pr,
+            &pt,
+            shape,
+            mask.as_deref(),
+        )?)
+    } else {
+        None
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&c)?);
+        let mut v = serde_json::to_value(&c)?;
+        if let (Some(ts), Some(obj)) = (&ts, v.as_object_mut()) {
+            obj.insert("timeseries".into(), serde_json::to_value(ts)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "PSNR {:.3} dB (range {})  SSIM {:.5}  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels, physical units)",
             c.psnr_db, c.data_range, c.ssim, c.max_abs_error, c.mae, c.rmse, c.voxels
         );
+        if let Some(ts) = &ts {
+            print!("{}", timeseries_text(ts));
+        }
     }
     Ok(())
 }
@@ -1165,4 +1219,55 @@ fn batch(a: BatchArgs) -> Result<(), Failure> {
         });
     }
     Ok(())
+}
+
+/// The time-series figures of `compare` as text lines (undefined figures say why).
+fn timeseries_text(ts: &metrics::TimeSeriesComparison) -> String {
+    let opt = |x: Option<f64>, why: &str| match x {
+        Some(v) => format!("{v:.4}"),
+        None => format!("undefined ({why})"),
+    };
+    let few = format!(
+        "needs ≥ {} frames",
+        metrics::timeseries::MIN_FRAMES_FOR_CORRELATION
+    );
+    let fc_why = if ts.frames < metrics::timeseries::MIN_FRAMES_FOR_CORRELATION {
+        few.clone()
+    } else {
+        format!("{} regions, or a flat course", ts.fc_regions)
+    };
+    let (lo, hi) = ts
+        .per_frame_psnr_db
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    let source = match ts.mask_source {
+        metrics::MaskSource::Automatic => "automatic",
+        metrics::MaskSource::Given => "given",
+    };
+    format!(
+        "time series ({} frames, {} mask, {} voxels):\n\
+         \x20 PSNR {:.3} dB vs temporal-mean baseline {:.3} dB (whole array); in mask {:.3} vs {:.3} dB\n\
+         \x20 median time-course correlation {}  ({} flat decoded, {} flat original voxels)\n\
+         \x20 median tSNR ratio (decoded/original) {}\n\
+         \x20 FC correlation ({} blocks of {}³) {}\n\
+         \x20 per-frame PSNR {:.3} .. {:.3} dB\n",
+        ts.frames,
+        source,
+        ts.mask_voxels,
+        ts.psnr_db,
+        ts.temporal_mean_psnr_db,
+        ts.mask_psnr_db,
+        ts.mask_temporal_mean_psnr_db,
+        opt(ts.median_ts_correlation, &few),
+        ts.flat_decoded_voxels,
+        ts.flat_reference_voxels,
+        opt(ts.median_tsnr_ratio, "no fluctuating voxel"),
+        ts.fc_regions,
+        metrics::timeseries::FC_BLOCK,
+        opt(ts.fc_correlation, &fc_why),
+        lo,
+        hi,
+    )
 }

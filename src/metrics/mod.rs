@@ -12,6 +12,13 @@
 //!   use_sample_covariance=False, data_range=R)` on every axial (x–y) slice,
 //!   then averaged over all slices.
 //! * Every accumulation is done in `f64`.
+//!
+//! For 4D series, [`timeseries`] adds figures that see time (temporal-mean baseline, voxel
+//! time-course correlation, tSNR ratio, connectivity); `docs/METRICS.md` defines them all.
+
+pub mod timeseries;
+
+pub use timeseries::{compare_timeseries, MaskSource, TimeSeriesComparison};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -55,6 +62,17 @@ pub enum MetricsError {
     /// Nothing to compare.
     #[error("volumes are empty")]
     Empty,
+    /// A given foreground mask does not have one flag per spatial voxel.
+    #[error("the mask has {mask} voxels but one frame of the scan has {voxels}")]
+    MaskSize {
+        /// Voxels in the mask.
+        mask: usize,
+        /// Voxels per frame of the scan.
+        voxels: usize,
+    },
+    /// The foreground mask selects no voxel, so masked figures are undefined.
+    #[error("the foreground mask is empty (no voxel selected)")]
+    EmptyMask,
 }
 
 /// All quality figures for one reference/test pair.
