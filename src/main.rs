@@ -77,7 +77,7 @@ enum DeviceArg {
     Cpu,
     /// The first NVIDIA GPU (builds with the `cuda` feature only).
     Cuda,
-    /// CUDA when this build has it, else the CPU (said on stderr).
+    /// CUDA when this build has it and a GPU opens, else the CPU (said on stderr).
     Auto,
 }
 
@@ -583,7 +583,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The device to fit on; `cuda` is refused by a build without CUDA support.
+/// The device to fit on; `cuda` is refused by a build without CUDA support, and fails here,
+/// before any work, where the GPU or its driver cannot be opened (`auto` then uses the CPU).
 #[cfg(feature = "train")]
 fn device(arg: DeviceArg) -> Result<Device, Failure> {
     check_device(arg)?;
@@ -593,7 +594,19 @@ fn device(arg: DeviceArg) -> Result<Device, Failure> {
             eprintln!("medinr: --device auto: this build has no CUDA support; fitting on the CPU");
             Device::Cpu
         }
-        DeviceArg::Cuda | DeviceArg::Auto => Device::Cuda(0),
+        DeviceArg::Cuda => {
+            Device::Cuda(0)
+                .probe()
+                .map_err(|e| anyhow!("--device cuda: {e}"))?;
+            Device::Cuda(0)
+        }
+        DeviceArg::Auto => match Device::Cuda(0).probe() {
+            Ok(()) => Device::Cuda(0),
+            Err(e) => {
+                eprintln!("medinr: --device auto: {e}; fitting on the CPU");
+                Device::Cpu
+            }
+        },
     })
 }
 

@@ -29,6 +29,9 @@ pub enum TrainError {
     /// The tensor backend (candle, CPU or CUDA) failed; the message is the backend's.
     #[error("tensor computation failed: {0}")]
     Backend(String),
+    /// The GPU could not be opened: no device, no driver, or a build without CUDA.
+    #[error("cannot open CUDA device {ordinal}: {message}")]
+    Device { ordinal: usize, message: String },
 }
 
 impl From<candle_core::Error> for TrainError {
@@ -52,8 +55,19 @@ impl Device {
     pub(crate) fn candle(self) -> Result<candle_core::Device, TrainError> {
         match self {
             Device::Cpu => Ok(candle_core::Device::Cpu),
-            Device::Cuda(ordinal) => Ok(candle_core::Device::new_cuda(ordinal)?),
+            Device::Cuda(ordinal) => {
+                candle_core::Device::new_cuda(ordinal).map_err(|e| TrainError::Device {
+                    ordinal,
+                    message: e.to_string(),
+                })
+            }
         }
+    }
+
+    /// Opens the device once, so that a missing GPU or driver is reported before any work
+    /// (the CPU always opens).
+    pub fn probe(self) -> Result<(), TrainError> {
+        self.candle().map(drop)
     }
 }
 
@@ -67,5 +81,27 @@ pub(crate) fn contiguous<'a>(
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_always_opens() {
+        assert!(Device::Cpu.probe().is_ok());
+    }
+
+    /// Without the `cuda` feature candle refuses every GPU; the error names the device.
+    #[test]
+    #[cfg(not(feature = "cuda"))]
+    fn a_gpu_that_cannot_open_is_an_error_naming_it() {
+        let e = Device::Cuda(0).probe().unwrap_err();
+        assert!(matches!(e, TrainError::Device { ordinal: 0, .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with("cannot open CUDA device 0: "),
+            "{e}"
+        );
     }
 }
