@@ -550,6 +550,8 @@ impl Bar {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            // Named before the fit announces itself (the total is set first).
+            bar.set_prefix("start");
             bar
         });
         Bar {
@@ -584,13 +586,17 @@ impl Progress for Bar {
             Phase::FineTune => ("fine-tune", ""),
             Phase::Check => ("check", "checking the file (quantize, decode, measure)"),
         };
-        bar.set_prefix(prefix);
+        // Message first: a frame drawn between the two calls then shows the old phase's
+        // name with the new phase's message, not a stale message under the new name.
         bar.set_message(message);
+        bar.set_prefix(prefix);
         if phase == Phase::Check {
             bar.set_style(
                 ProgressStyle::with_template("{prefix:>9} {spinner} {msg}  {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
+            // The time shown is this phase's, not the job's.
+            bar.reset_elapsed();
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
         }
     }
