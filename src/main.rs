@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use medinr::decoder::{DecodeError, Decoder, Plane, Region};
 #[cfg(feature = "train")]
 use medinr::encoder::{
-    encode, Bound, Device, EncodeError, EncodeOptions, Preset, Progress, RateTarget,
+    encode, Bound, Device, EncodeError, EncodeOptions, Phase, Preset, Progress, RateTarget,
 };
 use medinr::metrics;
 use medinr::settings::EncoderSettings;
@@ -624,26 +624,91 @@ fn check_device(arg: DeviceArg) -> Result<(), Failure> {
     }
 }
 
-/// Draws the fit's progress: loss, PSNR of the training batch, ETA.
+/// One bar for the whole compress job: its length is every optimiser step planned (fit and
+/// fine-tune, extended if the encoder retries), so the ETA covers both runs; the prefix names
+/// the phase; after the last step a spinner says the file is being checked (quantization,
+/// residual coding, decoding the real file), which has no step count. The loss shown is the
+/// training batch's, and says so: the scan's quality is only known from the final check.
 #[cfg(feature = "train")]
 struct Bar {
     bar: Option<ProgressBar>,
-    phase: usize,
+    /// Steps of the runs finished before the current one.
+    done_before: u64,
+    /// Steps of the current run so far.
+    in_run: u64,
+}
+
+#[cfg(feature = "train")]
+impl Bar {
+    fn new(show: bool) -> Bar {
+        let bar = show.then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>9} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            // Named before the fit announces itself (the total is set first).
+            bar.set_prefix("start");
+            bar
+        });
+        Bar {
+            bar,
+            done_before: 0,
+            in_run: 0,
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 #[cfg(feature = "train")]
 impl Progress for Bar {
-    fn update(&mut self, step: usize, steps: usize, loss: f64) {
-        let Some(bar) = &self.bar else { return };
-        if step <= 1 {
-            self.phase += 1;
+    fn total(&mut self, steps: usize) {
+        if let Some(bar) = &self.bar {
             bar.set_length(steps as u64);
-            bar.reset();
-            bar.set_prefix(if self.phase == 1 { "fit" } else { "refine" });
         }
-        bar.set_position(step as u64);
-        let psnr = -10.0 * loss.max(1e-20).log10();
-        bar.set_message(format!("loss {loss:.2e}  PSNR {psnr:.1} dB"));
+    }
+
+    fn phase(&mut self, phase: Phase, _steps: usize) {
+        let Some(bar) = &self.bar else { return };
+        self.done_before += self.in_run;
+        self.in_run = 0;
+        let (prefix, message) = match phase {
+            Phase::Fit => ("fit", ""),
+            Phase::Quantize => ("quantize", "choosing quantization steps"),
+            Phase::FineTune => ("fine-tune", ""),
+            Phase::Check => ("check", "checking the file (quantize, decode, measure)"),
+        };
+        // Message first: a frame drawn between the two calls then shows the old phase's
+        // name with the new phase's message, not a stale message under the new name.
+        bar.set_message(message);
+        bar.set_prefix(prefix);
+        if phase == Phase::Check {
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>9} {spinner} {msg}  {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            // The time shown is this phase's, not the job's.
+            bar.reset_elapsed();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        }
+    }
+
+    fn update(&mut self, step: usize, _steps: usize, batch_loss: f64) {
+        let Some(bar) = &self.bar else { return };
+        self.in_run = step as u64;
+        bar.set_position(self.done_before + self.in_run);
+        let psnr = -10.0 * batch_loss.max(1e-20).log10();
+        bar.set_message(format!(
+            "batch loss {batch_loss:.2e}  batch PSNR {psnr:.1} dB"
+        ));
     }
 }
 
@@ -737,23 +802,10 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         device: device(a.device)?,
         bound,
     };
-    let bar = (!a.quiet && !a.json).then(|| {
-        let bar = ProgressBar::new(1);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>6} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    });
-    let mut progress = Bar { bar, phase: 0 };
-    let (file, report) = encode(&volume, &options, &mut progress)
-        .with_context(|| format!("compressing {}", a.input.display()))?;
-    if let Some(bar) = &progress.bar {
-        bar.finish_and_clear();
-    }
+    let mut progress = Bar::new(!a.quiet && !a.json);
+    let encoded = encode(&volume, &options, &mut progress);
+    progress.finish();
+    let (file, report) = encoded.with_context(|| format!("compressing {}", a.input.display()))?;
     let bytes = file.to_bytes()?;
     write_atomic(&a.output, &bytes, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     if a.json {

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use crate::model::Preset;
 pub use crate::settings::{EncoderSettings, SettingsError};
-pub use crate::train::{Device, Progress, Silent, TrainError};
+pub use crate::train::{Device, Phase, Progress, Silent, TrainError};
 
 use crate::codec::container::FormatError;
 use crate::codec::payload::{Head, MinrFile, QuantTensor};
@@ -299,8 +299,12 @@ pub fn encode(
         meta: &meta,
         fit_seconds: 0.0,
         steps: 0,
+        planned_steps: 0,
         unquantized_psnr: f64::NAN,
     };
+    // One fit and one fine-tune, unless a retry adds more (then `fit` raises the total).
+    ctx.planned_steps = ctx.plan().steps + ctx.fine_tune_plan().steps;
+    progress.total(ctx.planned_steps);
 
     let (mut file, grid_step, config) = match (target_bytes, options.target) {
         // With a bound the residual carries the fidelity: a field share below the smallest
@@ -315,6 +319,7 @@ pub fn encode(
         (None, RateTarget::Psnr(p)) => ctx.fit_to_psnr(p, progress)?,
         _ => unreachable!("every target is either a size or a PSNR"),
     };
+    progress.phase(Phase::Check, 0);
     let mut residual_uses_field = None;
     if let Some(bound) = options.bound {
         let (bounded, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
@@ -416,6 +421,8 @@ struct Fit<'a> {
     meta: &'a str,
     fit_seconds: f64,
     steps: usize,
+    /// Optimiser steps the job is now expected to take in all (for [`Progress::total`]).
+    planned_steps: usize,
     unquantized_psnr: f64,
 }
 
@@ -472,6 +479,12 @@ impl Fit<'_> {
         let device = self.options.device.candle()?;
         let field = Field::init(&config, self.options.seed, &device)?;
         let plan = self.plan();
+        // A retry (another fit) brings its own fine-tune: extend the job's total.
+        let needed = self.steps + plan.steps + self.fine_tune_plan().steps;
+        if needed > self.planned_steps {
+            self.planned_steps = needed;
+            progress.total(needed);
+        }
         let mut trainer = Trainer::new(&field, &self.settings.fit, &plan)?;
         let mut sampler = Sampler::new(self.targets, self.shape, config.dims, self.options.seed);
         let t = Instant::now();
@@ -489,12 +502,7 @@ impl Fit<'_> {
         steps: &[f32],
         progress: &mut dyn Progress,
     ) -> Result<(), EncodeError> {
-        let t = &self.settings.fine_tune;
-        let mut plan = self.plan();
-        plan.steps = ((plan.steps as f64 * t.steps_fraction) as usize).max(t.min_steps);
-        plan.grid_lr *= t.lr_factor;
-        plan.mlp_lr *= t.lr_factor;
-        plan.final_lr_fraction = t.final_lr_fraction;
+        let plan = self.fine_tune_plan();
         let q = QuantSteps::new(field, steps)?;
         let mut trainer = Trainer::new(field, &self.settings.fit, &plan)?;
         let mut sampler = Sampler::new(
@@ -508,6 +516,17 @@ impl Fit<'_> {
         self.fit_seconds += start.elapsed().as_secs_f64();
         self.steps += plan.steps;
         Ok(())
+    }
+
+    /// The fine-tune's plan: a fraction of the main fit's steps at a lower learning rate.
+    fn fine_tune_plan(&self) -> RunPlan {
+        let t = &self.settings.fine_tune;
+        let mut plan = self.plan();
+        plan.steps = ((plan.steps as f64 * t.steps_fraction) as usize).max(t.min_steps);
+        plan.grid_lr *= t.lr_factor;
+        plan.mlp_lr *= t.lr_factor;
+        plan.final_lr_fraction = t.final_lr_fraction;
+        plan
     }
 
     fn assemble(&self, config: &FieldConfig, tensors: &[Vec<f32>], steps: &[f32]) -> MinrFile {

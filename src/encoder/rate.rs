@@ -5,7 +5,7 @@
 
 use super::probe::ProbeSet;
 use super::steps::{search_grid_step, steps_for, tensors_size, StepPlan};
-use super::{EncodeError, Fit, Progress};
+use super::{EncodeError, Fit, Phase, Progress};
 use crate::codec::payload::{overhead, MinrFile};
 use crate::decoder::Region;
 use crate::metrics;
@@ -22,6 +22,7 @@ impl Fit<'_> {
         let rate = &settings.rate;
         let parameters = (target as f64 * 8.0 / rate.bits_per_parameter) as usize;
         let field = self.fit(parameters, progress)?;
+        progress.phase(Phase::Quantize, 0);
         let config = field.config().clone();
         let specs = tensor_specs(&config);
         let fixed = overhead(&self.head(&config), self.nifti_header, Some(self.meta));
@@ -106,6 +107,7 @@ impl Fit<'_> {
         let mut best = f64::NEG_INFINITY;
         for _ in 0..rate.psnr_field_attempts {
             let field = self.fit(parameters, progress)?;
+            progress.phase(Phase::Quantize, 0);
             let config = field.config().clone();
             let specs = tensor_specs(&config);
             let tensors = field.tensors()?;

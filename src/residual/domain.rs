@@ -21,6 +21,18 @@ pub const MAX_INTEGER_SPAN: i64 = 1 << 33;
 /// ±2^24, where f32 (how medinr holds voxels) represents every integer: beyond it a
 /// reconstructed integer could round by more than `D`. Lossless coding has no such limit.
 pub const MAX_BOUNDED_MAGNITUDE: i64 = 1 << 24;
+/// Largest integer error bound `d` a stream may carry. The predictor blend weighs each
+/// sub-predictor by `2^WEIGHT_BITS / (S + 1 + NOISE_FLOOR·d)^2` in u64, with `S` at most four
+/// capped errors; beyond this `d` the square overflows u64 and every weight can be 0 (a
+/// division by zero, found by fuzzing). A wider bound gains nothing: at 2^28 the residual of
+/// any scan is already almost all zeros, so the encoder stores `min(D, MAX_BOUND)`, a tighter
+/// guarantee than asked, and decoders refuse larger values.
+pub const MAX_BOUND: i64 = 1 << 28;
+const _: () = {
+    use super::engine::{ERROR_CAP, NOISE_FLOOR, WEIGHT_BITS};
+    let s_max = 4 * ERROR_CAP + 1 + NOISE_FLOOR * MAX_BOUND as u64;
+    assert!(s_max * s_max <= 1 << WEIGHT_BITS);
+};
 
 /// Which domain, with its parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -119,8 +119,12 @@ fn domain_for(mode: Mode, kind: Kind) -> Result<Domain, ResidualError> {
             if min > max || (max as i128 - min as i128) > domain::MAX_INTEGER_SPAN as i128 {
                 return Err(ResidualError::InvalidRange { min, max });
             }
-            // A bound beyond the range is as good as the range itself.
-            let d = bound.floor().min((max - min) as f64) as i64;
+            // A bound beyond the range is as good as the range itself; one beyond MAX_BOUND
+            // is stored as MAX_BOUND (a tighter guarantee; see there why).
+            let d = bound
+                .floor()
+                .min((max - min) as f64)
+                .min(domain::MAX_BOUND as f64) as i64;
             let limit = domain::MAX_BOUNDED_MAGNITUDE;
             if d > 0 && (min < -limit || max > limit) {
                 return Err(ResidualError::RangeTooWideForBound { min, max });

@@ -3,7 +3,7 @@
 //! writer. Nothing read here is trusted before it is checked, and every count is bounded
 //! before anything is allocated from it.
 
-use super::domain::{Domain, MAX_INTEGER_SPAN};
+use super::domain::{Domain, MAX_BOUND, MAX_INTEGER_SPAN};
 use super::error::ResidualError;
 use std::ops::Range;
 
@@ -98,7 +98,7 @@ impl StreamHeader {
                 if lo > hi || (hi as i128 - lo as i128) > MAX_INTEGER_SPAN as i128 {
                     return Err(ResidualError::InvalidRange { min: lo, max: hi });
                 }
-                if !(0..=MAX_INTEGER_SPAN).contains(&d) {
+                if !(0..=MAX_BOUND).contains(&d) {
                     return Err(ResidualError::InvalidBound(d as f64));
                 }
             }
@@ -159,7 +159,7 @@ impl StreamHeader {
         let (lo, hi, bound) = (u64_at(32) as i64, u64_at(40) as i64, u64_at(48));
         let domain = match code {
             DOMAIN_INTEGER => {
-                if bound > MAX_INTEGER_SPAN as u64 {
+                if bound > MAX_BOUND as u64 {
                     return Err(ResidualError::Invalid("error bound too large"));
                 }
                 Domain::Integer {

@@ -40,7 +40,31 @@ impl RunPlan {
 
 /// Told about progress every few steps; the CLI draws a bar, tests ignore it.
 pub trait Progress {
-    fn update(&mut self, step: usize, steps: usize, loss: f64);
+    /// The optimiser steps of the whole job as now planned (the main fit plus the
+    /// quantization-aware fine-tune), called before the first step and again whenever a
+    /// retry (a larger field for a PSNR target, or the smallest field for a bound) adds steps,
+    /// so one bar can cover the job.
+    fn total(&mut self, _steps: usize) {}
+    /// A phase begins; `steps` is its optimiser steps (0 for phases without steps).
+    fn phase(&mut self, _phase: Phase, _steps: usize) {}
+    /// Step `step` of `steps` of the current run is done; `batch_loss` is the mean squared
+    /// error of that step's training batch on the normalised values (not a measure of the
+    /// whole scan, which only the final check gives).
+    fn update(&mut self, step: usize, steps: usize, batch_loss: f64);
+}
+
+/// What the encoder is doing, for [`Progress::phase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Fitting the field (optimiser steps).
+    Fit,
+    /// Choosing the quantization steps for the target (probe evaluations, no optimiser steps).
+    Quantize,
+    /// Quantization-aware fine-tuning (optimiser steps).
+    FineTune,
+    /// After the last optimiser step: final quantization, the residual layer if any, and the
+    /// self-check that decodes the real file and measures it (no optimiser steps).
+    Check,
 }
 
 /// Ignores progress.
@@ -101,6 +125,12 @@ impl Trainer {
         let decay = settings.final_lr_fraction.ln() / settings.steps.max(1) as f64;
         let (grid_lr, mlp_lr) = (settings.grid_lr, settings.mlp_lr);
         let tail_start = settings.steps - settings.steps / 10;
+        let phase = if quant.is_some() {
+            Phase::FineTune
+        } else {
+            Phase::Fit
+        };
+        progress.phase(phase, settings.steps);
         let (mut tail_sum, mut tail_n) = (0.0, 0usize);
         for step in 0..settings.steps {
             let factor = (decay * step as f64).exp();

@@ -23,7 +23,7 @@ mod tests_synthetic;
 pub use datatype::DataType;
 pub use error::VolumeError;
 pub use header::Header;
-pub use nifti_io::{read_nifti, read_nifti_bytes, write_nifti};
+pub use nifti_io::{read_nifti, read_nifti_bytes, read_nifti_from_memory, write_nifti};
 
 /// One scan: stored voxel values (before scl_slope/scl_inter) as f32, x fastest, then y, z, t.
 #[derive(Debug, Clone, PartialEq)]

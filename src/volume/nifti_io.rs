@@ -55,6 +55,26 @@ fn read_up_to(
 /// before scl_slope/scl_inter. Bytes after the voxel data are ignored.
 pub fn read_nifti(path: &Path) -> Result<Volume, VolumeError> {
     let (header, bytes) = read_nifti_bytes(path)?;
+    to_volume(header, bytes, path)
+}
+
+/// Like [`read_nifti`], for a scan already in memory (`bytes`: the whole `.nii` or `.nii.gz`
+/// file). `name` only names the scan in errors (and refuses `.hdr`/`.img` pair names as
+/// [`read_nifti`] does); nothing is read from the file system. It exists so the reader can be
+/// exercised without files (the fuzz targets in `fuzz/`), and for callers that hold scans
+/// in memory.
+pub fn read_nifti_from_memory(bytes: &[u8], name: &Path) -> Result<Volume, VolumeError> {
+    if is_pair_name(name) {
+        return Err(VolumeError::HeaderPair {
+            file: name.to_path_buf(),
+        });
+    }
+    let (header, voxel_bytes) = read_from(bytes, bytes.len() as u64, name)?;
+    to_volume(header, voxel_bytes, name)
+}
+
+/// Stored voxel bytes to a [`Volume`], refusing integers f32 cannot hold exactly.
+fn to_volume(header: Header, bytes: Vec<u8>, path: &Path) -> Result<Volume, VolumeError> {
     if let Some((index, value)) =
         voxels::first_inexact(&bytes, header.datatype(), header.is_big_endian())
     {
@@ -81,12 +101,21 @@ pub fn read_nifti_bytes(path: &Path) -> Result<(Header, Vec<u8>), VolumeError> {
         .metadata()
         .map_err(|e| io_err(path, "cannot stat", e))?
         .len();
-    let mut reader = BufReader::new(file);
+    read_from(BufReader::new(file), file_len, path)
+}
+
+/// The reader behind [`read_nifti_bytes`] and [`read_nifti_from_memory`]: `reader` yields
+/// the file's `file_len` bytes (which bound what is allocated); `path` names it in errors.
+fn read_from(
+    mut reader: impl BufRead,
+    file_len: u64,
+    path: &Path,
+) -> Result<(Header, Vec<u8>), VolumeError> {
     let gzipped = reader
         .fill_buf()
         .map_err(|e| io_err(path, "cannot read", e))?
         .starts_with(&[0x1f, 0x8b]);
-    let mut src: Box<dyn Read> = if gzipped {
+    let mut src: Box<dyn Read + '_> = if gzipped {
         Box::new(MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)

@@ -101,3 +101,22 @@ fn every_sample_round_trips_exactly() {
         std::fs::remove_file(&out).unwrap();
     }
 }
+
+/// The in-memory reader (used by the fuzz target `nifti`) reads exactly what the file reader
+/// reads, plain and gzipped, and refuses a truncated scan with the same error.
+#[test]
+fn reading_from_memory_matches_reading_the_file() {
+    for name in ["mri_small_bigendian_i16.nii", "nifti2_small_4d.nii.gz"] {
+        let path = sample(name);
+        let bytes = std::fs::read(&path).expect("sample");
+        let from_file = read_nifti(&path).expect("reads");
+        let from_memory = super::read_nifti_from_memory(&bytes, &path).expect("reads");
+        assert_eq!(from_file, from_memory, "{name}");
+    }
+    let bytes = std::fs::read(sample("mri_small_bigendian_i16.nii")).expect("sample");
+    let cut = &bytes[..bytes.len() - 1];
+    assert!(matches!(
+        super::read_nifti_from_memory(cut, std::path::Path::new("cut.nii")),
+        Err(super::VolumeError::Truncated { .. })
+    ));
+}
