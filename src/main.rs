@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+#[cfg(feature = "train")]
 use indicatif::{ProgressBar, ProgressStyle};
 
 use medinr::decoder::{DecodeError, Decoder, Plane, Region};
@@ -14,6 +15,7 @@ use medinr::encoder::{
     encode, Bound, Device, EncodeError, EncodeOptions, Phase, Preset, Progress, RateTarget,
 };
 use medinr::metrics;
+#[cfg(feature = "train")]
 use medinr::settings::EncoderSettings;
 use medinr::study::{self as render, write_atomic};
 use medinr::volume::{read_nifti, write_nifti, Volume, VolumeError};
@@ -32,6 +34,7 @@ mod exit {
     /// An input file is unreadable, corrupted or unsupported.
     pub const BAD_INPUT: u8 = 3;
     /// The asked rate or quality cannot be met.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub const TARGET: u8 = 4;
     /// The output exists (no --force) or would overwrite the input.
     pub const OUTPUT: u8 = 5;
@@ -721,6 +724,7 @@ fn compress(_: CompressArgs) -> Result<(), Failure> {
 }
 
 /// Reads `--settings` (or the defaults) and applies `--bits-per-parameter` on top.
+#[cfg(feature = "train")]
 fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSettings, Failure> {
     let mut settings = match path {
         None => EncoderSettings::default(),

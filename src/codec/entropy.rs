@@ -78,6 +78,7 @@ pub fn encode_symbols(symbols: &[i32]) -> Vec<u8> {
 }
 
 /// Exactly `encode_symbols(symbols).len()`, for rate control.
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
 pub fn encoded_len(symbols: &[i32]) -> usize {
     encode_symbols(symbols).len()
 }

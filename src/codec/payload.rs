@@ -246,6 +246,7 @@ impl MinrFile {
 }
 
 /// Bytes every section but TENS takes in the finished file (for rate control).
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
 pub fn overhead(head: &Head, nifti_header: &[u8], meta: Option<&str>) -> usize {
     let probe = MinrFile {
         head: head.clone(),

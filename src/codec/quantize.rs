@@ -3,9 +3,11 @@
 //! is rate control's business (`crate::encoder::rate`).
 
 /// Symbols are kept within ±2^30 so any i32 arithmetic on them is safe.
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
 const SYMBOL_LIMIT: f32 = (1 << 30) as f32;
 
 /// `round(v / step)`, clamped.
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
 pub fn quantize(values: &[f32], step: f32) -> Vec<i32> {
     values
         .iter()

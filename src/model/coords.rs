@@ -24,6 +24,7 @@ pub fn axis_coordinates(n: usize) -> Vec<f32> {
 /// The `[x, y, z, t]` position of the voxel at flat `index` of a scan of `shape`
 /// (x fastest, as NIfTI stores voxels).
 #[inline]
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
 pub fn voxel_position(index: usize, shape: [usize; 4]) -> [usize; 4] {
     let [nx, ny, nz, _] = shape;
     [
@@ -37,6 +38,7 @@ pub fn voxel_position(index: usize, shape: [usize; 4]) -> [usize; 4] {
 /// Appends the field coordinates of the voxel at flat `index` (`dims` of them: x, y, z and,
 /// for a 4-axis field, t), looking each axis up in `axes` (`axis_coordinates` per axis).
 #[inline]
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
 pub fn push_voxel_coordinates(
     index: usize,
     shape: [usize; 4],

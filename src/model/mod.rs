@@ -10,7 +10,9 @@ pub mod tensors;
 
 pub use config::{ConfigError, FieldConfig, Preset};
 pub use hashgrid::GridLayout;
-pub use tensors::{check_tensors, tensor_specs, TensorKind, TensorSpec};
+#[cfg(feature = "train")]
+pub use tensors::TensorSpec;
+pub use tensors::{check_tensors, tensor_specs, TensorKind};
 
 /// Why a set of parameters does not describe a field.
 #[derive(Debug, thiserror::Error)]
