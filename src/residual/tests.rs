@@ -513,30 +513,30 @@ fn fuzz_found_zero_weight_streams_are_refused() {
 /// than that divided by zero while coding. The bound is stored as `MAX_BOUND` (tighter) and
 /// the guarantee holds.
 #[test]
-fn a_huge_bound_on_a_wide_integer_range_is_coded_within_the_bound() {
+fn a_huge_bound_is_capped_or_refused_never_a_crash() {
+    // The encoder once divided by zero on `--max-error 1e9` over a wide i32 range (every
+    // blend weight underflowed). A bound over a range beyond ±2^24 is now a typed error, and
+    // within it a huge bound is capped to the range (below MAX_BOUND) and still honoured.
     let shape = [8, 6, 3, 1];
-    let kind = Kind::Integer {
+    let wide = Kind::Integer {
         min: -(1 << 31),
         max: (1 << 31) - 1,
     };
-    let (orig, field) = synthetic(shape, -(1 << 30), 1 << 30, 7);
-    // f32 holds these exactly only as multiples of 128: round the synthetic values.
-    let exact = |v: &[f32]| -> Vec<f32> { v.iter().map(|x| (x / 128.0).round() * 128.0).collect() };
-    let (orig, field) = (exact(&orig), exact(&field));
+    let (orig, field) = synthetic(shape, -(1 << 23), 1 << 23, 7);
+    let huge = Mode::Bound { max_error: 1e9 };
+    assert!(matches!(
+        encode(&orig, None, shape, huge, wide),
+        Err(ResidualError::RangeTooWideForBound { .. })
+    ));
+    let kind = Kind::Integer {
+        min: -(1 << 24),
+        max: 1 << 24,
+    };
     for prediction in [None, Some(field.as_slice())] {
-        let bytes = encode(
-            &orig,
-            prediction,
-            shape,
-            Mode::Bound { max_error: 1e9 },
-            kind,
-        )
-        .expect("encodes");
-        assert_eq!(
-            Reader::open(&bytes).expect("opens").header().domain.d(),
-            domain::MAX_BOUND
-        );
+        let bytes = encode(&orig, prediction, shape, huge, kind).expect("encodes");
+        let d = Reader::open(&bytes).expect("opens").header().domain.d();
+        assert_eq!(d, (1 << 25).min(domain::MAX_BOUND));
         let decoded = decode(&bytes, prediction).expect("decodes");
-        assert!(max_error(&orig, &decoded) <= 1e9);
+        assert!(max_error(&orig, &decoded) <= d as f64);
     }
 }
