@@ -92,22 +92,8 @@ struct CompressArgs {
     /// Output .minr file.
     #[arg(short, long)]
     output: PathBuf,
-    /// Target rate in bits per voxel (default 0.1 when no target is given).
-    #[arg(long, conflicts_with_all = ["ratio", "psnr"])]
-    bpv: Option<f64>,
-    /// Target compression ratio against the stored data size.
-    #[arg(long, conflicts_with = "psnr")]
-    ratio: Option<f64>,
-    /// Target PSNR in dB (on the scan's own value range).
-    #[arg(long)]
-    psnr: Option<f64>,
-    /// Guarantee |decoded − original| ≤ D for every voxel, D in stored units (integer scans
-    /// use ⌊D⌋): the field plus a coded residual. A rate flag then sets the field's share.
-    #[arg(long, conflicts_with_all = ["lossless", "psnr"])]
-    max_error: Option<f64>,
-    /// Decode to exactly the original voxels (the field plus a coded residual).
-    #[arg(long, conflicts_with = "psnr")]
-    lossless: bool,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Seed of the fit (weights initialisation and sampling).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -753,11 +739,10 @@ fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSet
 /// `--max-error` and `--lossless` (clap has already refused conflicting combinations).
 #[cfg(feature = "train")]
 fn target_and_bound(
-    [bpv, ratio, psnr]: [Option<f64>; 3],
-    max_error: Option<f64>,
-    lossless: bool,
+    t: &TargetArgs,
     settings: &EncoderSettings,
 ) -> Result<(RateTarget, Option<Bound>), Failure> {
+    let (bpv, ratio, psnr, max_error, lossless) = (t.bpv, t.ratio, t.psnr, t.max_error, t.lossless);
     let bound = match (max_error, lossless) {
         (Some(d), _) if !(d.is_finite() && d >= 0.0) => {
             return Err(Failure {
@@ -784,8 +769,7 @@ fn target_and_bound(
 fn compress(a: CompressArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force, &[])?;
     let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
-    let (target, bound) =
-        target_and_bound([a.bpv, a.ratio, a.psnr], a.max_error, a.lossless, &settings)?;
+    let (target, bound) = target_and_bound(&a.target, &settings)?;
     let volume = read_nifti(&a.input)?;
     let options = EncodeOptions {
         target,
@@ -1115,6 +1099,27 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a compressed file must achieve: one rate target, optionally a guarantee.
+#[derive(Args)]
+struct TargetArgs {
+    /// Target rate in bits per voxel (default 0.1 when no target is given).
+    #[arg(long, conflicts_with_all = ["ratio", "psnr"])]
+    bpv: Option<f64>,
+    /// Target compression ratio against the stored data size.
+    #[arg(long, conflicts_with = "psnr")]
+    ratio: Option<f64>,
+    /// Target PSNR in dB (on the scan's own value range).
+    #[arg(long)]
+    psnr: Option<f64>,
+    /// Guarantee |decoded − original| ≤ D for every voxel, D in stored units (integer scans
+    /// use ⌊D⌋): the field plus a coded residual. A rate flag then sets the field's share.
+    #[arg(long, conflicts_with_all = ["lossless", "psnr"])]
+    max_error: Option<f64>,
+    /// Decode to exactly the original voxels (the field plus a coded residual).
+    #[arg(long, conflicts_with = "psnr")]
+    lossless: bool,
+}
+
 #[derive(Args)]
 #[command(after_help = EXIT_CODES)]
 struct BatchArgs {
@@ -1125,21 +1130,8 @@ struct BatchArgs {
     /// (medinr-batch.csv); created if missing.
     #[arg(long)]
     out: PathBuf,
-    /// Target rate in bits per voxel (default 0.1 when no target is given).
-    #[arg(long, conflicts_with_all = ["ratio", "psnr"])]
-    bpv: Option<f64>,
-    /// Target compression ratio against the stored data size.
-    #[arg(long, conflicts_with = "psnr")]
-    ratio: Option<f64>,
-    /// Target PSNR in dB.
-    #[arg(long)]
-    psnr: Option<f64>,
-    /// Guarantee |decoded − original| ≤ D for every voxel (stored units).
-    #[arg(long, conflicts_with_all = ["lossless", "psnr"])]
-    max_error: Option<f64>,
-    /// Decode to exactly the original voxels.
-    #[arg(long, conflicts_with = "psnr")]
-    lossless: bool,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Multiplies the number of optimisation steps.
     #[arg(long, default_value_t = 1.0)]
     effort: f64,
@@ -1181,8 +1173,7 @@ fn batch(a: BatchArgs) -> Result<(), Failure> {
             .unwrap_or(Shard::ALL),
     };
     let settings = encoder_settings(a.settings.as_deref(), None)?;
-    let (target, bound) =
-        target_and_bound([a.bpv, a.ratio, a.psnr], a.max_error, a.lossless, &settings)?;
+    let (target, bound) = target_and_bound(&a.target, &settings)?;
     if !(a.effort.is_finite() && a.effort > 0.0) {
         return Err(Failure {
             code: exit::USAGE,

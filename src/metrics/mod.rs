@@ -117,14 +117,12 @@ pub fn physical(values: &[f32], slope: f64, inter: f64) -> Vec<f32> {
         .collect()
 }
 
-/// Compare `test` against `reference`: PSNR, SSIM and error statistics.
-///
-/// Fails on a shape/length mismatch, empty input, or any non-finite value.
-pub fn compare(
+/// Voxels per frame and frames of `shape`, checking both buffers against it.
+pub(crate) fn checked_dims(
     reference: &[f32],
     test: &[f32],
     shape: [usize; 4],
-) -> Result<Comparison, MetricsError> {
+) -> Result<(usize, usize), MetricsError> {
     if reference.len() != test.len() {
         return Err(MetricsError::LengthMismatch {
             reference: reference.len(),
@@ -143,6 +141,18 @@ pub fn compare(
     if reference.is_empty() {
         return Err(MetricsError::Empty);
     }
+    Ok((shape[0] * shape[1] * shape[2], shape[3]))
+}
+
+/// Compare `test` against `reference`: PSNR, SSIM and error statistics.
+///
+/// Fails on a shape/length mismatch, empty input, or any non-finite value.
+pub fn compare(
+    reference: &[f32],
+    test: &[f32],
+    shape: [usize; 4],
+) -> Result<Comparison, MetricsError> {
+    checked_dims(reference, test, shape)?;
     check_finite("reference", reference)?;
     check_finite("test", test)?;
 

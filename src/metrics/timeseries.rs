@@ -94,33 +94,6 @@ impl TimeSeriesComparison {
     }
 }
 
-/// Voxels per frame and frames of `shape`, checking both buffers against it.
-fn checked_dims(
-    reference: &[f32],
-    test: &[f32],
-    shape: [usize; 4],
-) -> Result<(usize, usize), MetricsError> {
-    if reference.len() != test.len() {
-        return Err(MetricsError::LengthMismatch {
-            reference: reference.len(),
-            test: test.len(),
-        });
-    }
-    let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    if expected != Some(reference.len()) {
-        return Err(MetricsError::ShapeMismatch {
-            shape,
-            expected: expected.unwrap_or(usize::MAX),
-            reference: reference.len(),
-            test: test.len(),
-        });
-    }
-    if reference.is_empty() {
-        return Err(MetricsError::Empty);
-    }
-    Ok((shape[0] * shape[1] * shape[2], shape[3]))
-}
-
 /// Temporal mean of every voxel (length `nx·ny·nz`).
 pub fn temporal_mean(data: &[f32], nvox: usize, frames: usize) -> Vec<f64> {
     (0..nvox)
@@ -137,7 +110,7 @@ pub fn temporal_mean(data: &[f32], nvox: usize, frames: usize) -> Vec<f64> {
 ///
 /// Fails with [`MetricsError::EmptyMask`] when no voxel passes (e.g. a non-positive scan).
 pub fn auto_mask(reference: &[f32], shape: [usize; 4]) -> Result<Vec<bool>, MetricsError> {
-    let (nvox, frames) = checked_dims(reference, reference, shape)?;
+    let (nvox, frames) = super::checked_dims(reference, reference, shape)?;
     check_finite("reference", reference)?;
     let means = temporal_mean(reference, nvox, frames);
     let mut sorted = means.clone();
@@ -293,7 +266,7 @@ pub fn compare_timeseries(
     shape: [usize; 4],
     mask: Option<&[bool]>,
 ) -> Result<TimeSeriesComparison, MetricsError> {
-    let (nvox, frames) = checked_dims(reference, test, shape)?;
+    let (nvox, frames) = super::checked_dims(reference, test, shape)?;
     check_finite("reference", reference)?;
     check_finite("test", test)?;
     let (mask, mask_source) = match mask {
