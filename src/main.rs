@@ -701,12 +701,18 @@ impl Progress for Bar {
     }
 }
 
+/// What `compress` and `batch` answer in a build without the encoder.
 #[cfg(not(feature = "train"))]
-fn compress(_: CompressArgs) -> Result<(), Failure> {
-    Err(Failure {
+fn decoder_only() -> Failure {
+    Failure {
         code: exit::USAGE,
         error: anyhow!("this medinr is a decoder only (built without the `train` feature)"),
-    })
+    }
+}
+
+#[cfg(not(feature = "train"))]
+fn compress(_: CompressArgs) -> Result<(), Failure> {
+    Err(decoder_only())
 }
 
 /// Reads `--settings` (or the defaults) and applies `--bits-per-parameter` on top.
@@ -915,32 +921,9 @@ fn slice(a: SliceArgs) -> Result<(), Failure> {
         frame: a.frame,
     };
     let (values, out_shape) = decoder.region(shape, region)?;
-    let name = a.output.to_string_lossy().to_lowercase();
-    if name.ends_with(".png") {
-        let head = &decoder.file().head;
-        let (lo, hi) = match a.window {
-            Some((c, w)) => (c - w / 2.0, c + w / 2.0),
-            None => (head.value_min, head.value_max),
-        };
-        let (w, h, pixels) = render::slice_pixels(&values, out_shape, axis, lo, hi);
-        let png = render::encode_png(w, h, &pixels)?;
-        write_atomic(&a.output, &png, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
-    } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        let header = render::slice_header(decoder.header(), axis, index, a.frame)?;
-        let volume = Volume {
-            data: values,
-            header,
-        };
-        write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
-    } else {
-        return Err(Failure {
-            code: exit::USAGE,
-            error: anyhow!(
-                "output {} must end in .png, .nii or .nii.gz",
-                a.output.display()
-            ),
-        });
-    }
+    write_plane(&a, &decoder, values, out_shape, axis, || {
+        render::slice_header(decoder.header(), axis, index, a.frame)
+    })?;
     if !a.quiet {
         let plane: Vec<String> = (0..3)
             .filter(|&k| k != axis)
@@ -953,6 +936,44 @@ fn slice(a: SliceArgs) -> Result<(), Failure> {
             a.frame,
             plane.join("×")
         );
+    }
+    Ok(())
+}
+
+/// Writes a decoded plane (`shape` with a 1 on `axis`) as an 8-bit PNG windowed by
+/// `--window` (default: the scan's range), or as NIfTI with the header `header` makes.
+fn write_plane(
+    a: &SliceArgs,
+    decoder: &Decoder,
+    values: Vec<f32>,
+    shape: [usize; 4],
+    axis: usize,
+    header: impl FnOnce() -> Result<medinr::volume::Header, VolumeError>,
+) -> Result<(), Failure> {
+    let name = a.output.to_string_lossy().to_lowercase();
+    if name.ends_with(".png") {
+        let head = &decoder.file().head;
+        let (lo, hi) = match a.window {
+            Some((c, w)) => (c - w / 2.0, c + w / 2.0),
+            None => (head.value_min, head.value_max),
+        };
+        let (w, h, pixels) = render::slice_pixels(&values, shape, axis, lo, hi);
+        let png = render::encode_png(w, h, &pixels)?;
+        write_atomic(&a.output, &png, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
+    } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        let volume = Volume {
+            data: values,
+            header: header()?,
+        };
+        write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
+    } else {
+        return Err(Failure {
+            code: exit::USAGE,
+            error: anyhow!(
+                "output {} must end in .png, .nii or .nii.gz",
+                a.output.display()
+            ),
+        });
     }
     Ok(())
 }
@@ -982,24 +1003,9 @@ fn oblique(a: &SliceArgs, decoder: &Decoder) -> Result<(), Failure> {
     };
     let values = decoder.plane(&plane, a.frame)?;
     let (w, h) = (plane.width, plane.height);
-    let name = a.output.to_string_lossy().to_lowercase();
-    if name.ends_with(".png") {
-        let head = &decoder.file().head;
-        let (lo, hi) = match a.window {
-            Some((c, w)) => (c - w / 2.0, c + w / 2.0),
-            None => (head.value_min, head.value_max),
-        };
-        let (pw, ph, pixels) = render::slice_pixels(&values, [w, h, 1, 1], 2, lo, hi);
-        let png = render::encode_png(pw, ph, &pixels)?;
-        write_atomic(&a.output, &png, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
-    } else {
-        let header = render::plane_header(decoder.header(), &plane)?;
-        let volume = Volume {
-            data: values,
-            header,
-        };
-        write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
-    }
+    write_plane(a, decoder, values, [w, h, 1, 1], 2, || {
+        render::plane_header(decoder.header(), &plane)
+    })?;
     if !a.quiet {
         eprintln!(
             "wrote {}: oblique plane {w}×{h} at {spacing} mm of frame {} (the field alone{})",
@@ -1152,10 +1158,7 @@ struct BatchArgs {
 
 #[cfg(not(feature = "train"))]
 fn batch(_: BatchArgs) -> Result<(), Failure> {
-    Err(Failure {
-        code: exit::USAGE,
-        error: anyhow!("this medinr is a decoder only (built without the `train` feature)"),
-    })
+    Err(decoder_only())
 }
 
 #[cfg(feature = "train")]

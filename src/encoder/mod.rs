@@ -550,7 +550,7 @@ impl Fit<'_> {
     /// coarsest grid step that is still above the all-zero minimum by an eighth), with no
     /// refit: a coarse preview of the scan at almost no cost.
     fn smallest(&self, file: &MinrFile) -> Result<MinrFile, EncodeError> {
-        use steps::{search_grid_step, steps_for, tensors_size, StepPlan};
+        use steps::{minimum_size, search_grid_step, steps_for, StepPlan};
         let config = &file.head.field;
         let specs = crate::model::tensor_specs(config);
         let tensors = file.dequantized();
@@ -560,8 +560,7 @@ impl Fit<'_> {
         };
         let fixed =
             crate::codec::payload::overhead(&self.head(config), self.nifti_header, Some(self.meta));
-        let zeros = steps_for(&specs, &tensors, f32::MAX, &plan);
-        let minimum = fixed + tensors_size(&tensors, &zeros);
+        let minimum = minimum_size(&specs, &tensors, &plan, fixed);
         let iterations = self.settings.rate.size_search_iterations;
         match search_grid_step(
             &specs,

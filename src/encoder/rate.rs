@@ -4,7 +4,7 @@
 //! enlarged when it cannot). Every constant comes from `RateSettings`.
 
 use super::probe::ProbeSet;
-use super::steps::{search_grid_step, steps_for, tensors_size, StepPlan};
+use super::steps::{minimum_size, search_grid_step, steps_for, tensors_size, StepPlan};
 use super::{EncodeError, Fit, Phase, Progress};
 use crate::codec::payload::{overhead, MinrFile};
 use crate::decoder::Region;
@@ -35,12 +35,9 @@ impl Fit<'_> {
                 fixed,
                 rate.size_search_iterations,
             )
-            .ok_or_else(|| {
-                let zeros = steps_for(&specs, tensors, f32::MAX, plan);
-                EncodeError::TargetTooSmall {
-                    target,
-                    minimum: fixed + tensors_size(tensors, &zeros),
-                }
+            .ok_or_else(|| EncodeError::TargetTooSmall {
+                target,
+                minimum: minimum_size(&specs, tensors, plan, fixed),
             })
         };
         let tensors = field.tensors()?;

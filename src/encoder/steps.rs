@@ -79,6 +79,17 @@ pub fn tensors_size(tensors: &[Vec<f32>], steps: &[f32]) -> usize {
     total
 }
 
+/// Bytes of the smallest file these tensors can make under `plan`: every grid symbol zero
+/// (the coarsest step), `overhead` being everything besides the TENS payload.
+pub fn minimum_size(
+    specs: &[TensorSpec],
+    tensors: &[Vec<f32>],
+    plan: &StepPlan,
+    overhead: usize,
+) -> usize {
+    overhead + tensors_size(tensors, &steps_for(specs, tensors, f32::MAX, plan))
+}
+
 /// The outcome of a step search.
 #[derive(Debug, Clone, Copy)]
 pub struct StepSearch {
