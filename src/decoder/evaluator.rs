@@ -23,7 +23,8 @@ const TASK: usize = 1 << 13;
 pub struct Evaluator {
     config: FieldConfig,
     layout: GridLayout,
-    table: Vec<f32>,
+    /// One table per grid level, kept as decoded (`size · features` floats each).
+    tables: Vec<Vec<f32>>,
     layers: Vec<Layer>,
     widest: usize,
     kernel: MlpKernel,
@@ -35,33 +36,21 @@ impl Evaluator {
         Evaluator::from_owned(config, tensors.to_vec())
     }
 
-    /// Like [`Evaluator::new`], consuming the parameters: each grid level is freed as soon as
-    /// it is copied into the flat table, so a file at the format's limits (2^28 grid values,
-    /// 1 GiB) needs the table plus at most one level beside it, and the table's memory is
-    /// reserved fallibly.
+    /// Like [`Evaluator::new`], consuming the parameters: each grid level stays in the buffer
+    /// it was decoded into, never copied, so a file at the format's limits (2^28 grid values,
+    /// 1 GiB) holds its parameters once.
     pub fn from_owned(
         config: &FieldConfig,
         mut tensors: Vec<Vec<f32>>,
     ) -> Result<Evaluator, ModelError> {
         check_tensors(config, &tensors)?;
         let levels = config.levels();
-        let total: usize = tensors[..levels].iter().map(Vec::len).sum();
-        let mut table: Vec<f32> = Vec::new();
-        table
-            .try_reserve_exact(total)
-            .map_err(|_| ModelError::Allocation {
-                what: "the grid tables",
-                bytes: total.saturating_mul(4),
-            })?;
-        for level in &mut tensors[..levels] {
-            table.extend_from_slice(level);
-            *level = Vec::new();
-        }
+        let tables: Vec<Vec<f32>> = tensors.drain(..levels).collect();
         let shapes = config.mlp_layers();
         let last = shapes.len() - 1;
         let layers: Vec<Layer> = shapes
             .into_iter()
-            .zip(&tensors[levels..])
+            .zip(&tensors)
             .enumerate()
             .map(|(k, ((outputs, inputs), w))| Layer::new(outputs, inputs, w, k < last))
             .collect();
@@ -74,7 +63,7 @@ impl Evaluator {
             .unwrap_or(1);
         Ok(Evaluator {
             config: config.clone(),
-            table,
+            tables,
             layout,
             layers,
             widest,
@@ -102,8 +91,8 @@ impl Evaluator {
     fn evaluate_sequential(&self, coords: &[f32], out: &mut [f32]) {
         let width = self.layout.width();
         let mut encoded = vec![0f32; out.len() * width];
-        self.layout
-            .forward_coherent(&self.table, coords, &mut encoded);
+        let tables: Vec<&[f32]> = self.tables.iter().map(Vec::as_slice).collect();
+        self.layout.forward_coherent(&tables, coords, &mut encoded);
         self.kernel
             .run(&self.layers, self.widest, &encoded, width, out);
     }

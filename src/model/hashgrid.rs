@@ -309,13 +309,27 @@ impl GridLayout {
     /// while consecutive samples stay in the same cell — as they do along a row of a grid,
     /// where most levels are coarser than the voxels. The result is bit-identical to
     /// `forward` (same weights, same summation order); only the lookups are saved.
-    pub fn forward_coherent(&self, table: &[f32], coords: &[f32], out: &mut [f32]) {
-        dispatch!(self, coherent_impl(table, coords, out))
+    ///
+    /// `tables` holds one slice per level (`size · features` floats each), so a decoder can
+    /// keep each level where it was decoded instead of assembling one flat copy.
+    pub fn forward_coherent(&self, tables: &[&[f32]], coords: &[f32], out: &mut [f32]) {
+        assert_eq!(tables.len(), self.levels.len(), "one table per level");
+        dispatch!(self, coherent_impl(tables, coords, out))
+    }
+
+    /// The flat table cut into one slice per level, as [`GridLayout::forward_coherent`]
+    /// takes it.
+    pub fn level_tables<'a>(&self, table: &'a [f32]) -> Vec<&'a [f32]> {
+        let f = self.features;
+        self.levels
+            .iter()
+            .map(|lv| &table[lv.offset * f..(lv.offset + lv.size as usize) * f])
+            .collect()
     }
 
     fn coherent_impl<const D: usize, const F: usize>(
         &self,
-        table: &[f32],
+        tables: &[&[f32]],
         coords: &[f32],
         out: &mut [f32],
     ) {
@@ -339,8 +353,7 @@ impl GridLayout {
                 let wx = px - cx as f32;
                 if moved || cx != cached_cx[l] {
                     let (c, w) = cell::<D>(lv, u);
-                    let level = &table[lv.offset * F..(lv.offset + lv.size as usize) * F];
-                    cached_edges[l] = edge_features::<D, F>(lv, level, &c, &w);
+                    cached_edges[l] = edge_features::<D, F>(lv, tables[l], &c, &w);
                     cached_cx[l] = cx;
                 }
                 o.copy_from_slice(&blend_x(&cached_edges[l], wx));
@@ -388,7 +401,7 @@ mod tests {
             let mut a = vec![0f32; n * layout.width()];
             let mut b = vec![0f32; n * layout.width()];
             layout.forward(&table, &coords, &mut a);
-            layout.forward_coherent(&table, &coords, &mut b);
+            layout.forward_coherent(&layout.level_tables(&table), &coords, &mut b);
             assert_eq!(a, b);
         }
     }
