@@ -189,6 +189,18 @@ pub struct ArchitectureSettings {
     pub tiny_below: usize,
     /// For tiny budgets (default 8 levels, MLP 8×1).
     pub tiny: Preset,
+    /// 4D scans: the fraction of grid levels that are static — one cell along time, full
+    /// spatial resolution — so the anatomy (temporal mean, slow drift) is held apart from
+    /// what varies; the other levels span space and time (`FieldConfig::for_series`).
+    /// 0 = every level spans time (the joint layout). Default 0.
+    pub static_level_fraction: f64,
+}
+
+impl ArchitectureSettings {
+    /// Static levels of a `levels`-level field under [`Self::static_level_fraction`].
+    pub fn static_levels(&self, levels: usize) -> usize {
+        (self.static_level_fraction * levels as f64).round() as usize
+    }
 }
 
 impl Default for ArchitectureSettings {
@@ -208,6 +220,7 @@ impl Default for ArchitectureSettings {
         ArchitectureSettings {
             default,
             small_below: 40_000,
+            static_level_fraction: 0.0,
             small,
             tiny_below: 4_000,
             tiny,
@@ -337,6 +350,9 @@ impl EncoderSettings {
         for p in [&a.default, &a.small, &a.tiny] {
             p.validate()
                 .map_err(|e| SettingsError(format!("architecture: {e}")))?;
+        }
+        if !(0.0..1.0).contains(&a.static_level_fraction) {
+            return bad("architecture: static_level_fraction must be in [0, 1)");
         }
         Ok(())
     }

@@ -475,7 +475,8 @@ impl Fit<'_> {
             });
         }
         let grid_budget = parameters.saturating_sub(probe.mlp_parameters()).max(64);
-        let config = FieldConfig::for_shape(self.shape, grid_budget, &preset);
+        let static_levels = self.settings.architecture.static_levels(preset.levels);
+        let config = FieldConfig::for_series(self.shape, grid_budget, &preset, static_levels);
         let device = self.options.device.candle()?;
         let field = Field::init(&config, self.options.seed, &device)?;
         let plan = self.plan();

@@ -150,24 +150,39 @@ impl FieldConfig {
     /// voxel grid itself (finest resolution = n − 1 cells, so voxel centres sit on vertices);
     /// the time axis of a series is capped by its frame count the same way.
     pub fn for_shape(shape: [usize; 4], grid_budget: usize, preset: &Preset) -> FieldConfig {
+        FieldConfig::for_series(shape, grid_budget, preset, 0)
+    }
+
+    /// Like [`FieldConfig::for_shape`], with `static_levels` of a 4D scan's levels *static*:
+    /// one cell along time (a value at the first and last frame, linear in between), their
+    /// spatial resolution growing from the base to the voxel grid over those levels alone.
+    /// They hold the anatomy — the temporal mean and a slow drift — at full resolution
+    /// without spending table entries on time; the other levels span space and time as in
+    /// the joint layout and hold what varies. Ignored for 3D scans; at most `levels − 1`.
+    pub fn for_series(
+        shape: [usize; 4],
+        grid_budget: usize,
+        preset: &Preset,
+        static_levels: usize,
+    ) -> FieldConfig {
         let dims = if shape[3] > 1 { 4 } else { 3 };
         let levels = preset.levels;
+        let static_levels = if dims == 4 {
+            static_levels.min(levels.saturating_sub(1))
+        } else {
+            0
+        };
+        let dynamic = levels - static_levels;
         let mut resolutions = vec![[0u32; MAX_DIMS]; levels];
         for (axis, &n) in shape.iter().enumerate().take(dims) {
             let finest = (n.saturating_sub(1)).clamp(1, 65535) as f64;
             let base = (preset.base_resolution as f64).min(finest);
-            let growth = if levels > 1 {
-                (finest / base).powf(1.0 / (levels - 1) as f64)
-            } else {
-                1.0
-            };
-            for (l, res) in resolutions.iter_mut().enumerate() {
-                let r = if l + 1 == levels {
-                    finest
-                } else {
-                    (base * growth.powi(l as i32)).round()
-                };
-                res[axis] = r.clamp(1.0, 65535.0) as u32;
+            let (statics, dynamics) = resolutions.split_at_mut(static_levels);
+            for (l, r) in geometric_resolutions(base, finest, static_levels).enumerate() {
+                statics[l][axis] = if axis == 3 { 1 } else { r };
+            }
+            for (l, r) in geometric_resolutions(base, finest, dynamic).enumerate() {
+                dynamics[l][axis] = r;
             }
         }
         let mut config = FieldConfig {
@@ -192,6 +207,23 @@ impl FieldConfig {
         config.table_size = lo;
         config
     }
+}
+
+/// `count` resolutions growing geometrically from `base` to `finest` (the last is `finest`).
+fn geometric_resolutions(base: f64, finest: f64, count: usize) -> impl Iterator<Item = u32> {
+    let growth = if count > 1 {
+        (finest / base).powf(1.0 / (count - 1) as f64)
+    } else {
+        1.0
+    };
+    (0..count).map(move |l| {
+        let r = if l + 1 == count {
+            finest
+        } else {
+            (base * growth.powi(l as i32)).round()
+        };
+        r.clamp(1.0, 65535.0) as u32
+    })
 }
 
 /// Architecture choices that are not derived from the scan.
@@ -255,6 +287,39 @@ impl Default for Preset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_levels_span_space_once_along_time() {
+        let shape = [64, 64, 29, 260];
+        let joint = FieldConfig::for_shape(shape, 500_000, &Preset::default());
+        assert_eq!(
+            joint,
+            FieldConfig::for_series(shape, 500_000, &Preset::default(), 0)
+        );
+        let c = FieldConfig::for_series(shape, 500_000, &Preset::default(), 6);
+        c.validate().unwrap();
+        assert_eq!(c.levels(), 16);
+        // Six static levels: one cell along time, space from the base to the voxel grid.
+        for l in 0..6 {
+            assert_eq!(c.resolutions[l][3], 1, "level {l}");
+        }
+        assert_eq!(c.resolutions[0][..3], [4, 4, 4]);
+        assert_eq!(c.resolutions[5][..3], [63, 63, 28]);
+        // Ten dynamic levels as the joint layout builds them over ten levels.
+        assert_eq!(c.resolutions[6], [4, 4, 4, 4]);
+        assert_eq!(c.resolutions[15], [63, 63, 28, 259]);
+        assert!(c.grid_parameters() <= 500_000);
+        // A 3D scan has no time: the same as the joint layout.
+        let flat = [64, 64, 29, 1];
+        assert_eq!(
+            FieldConfig::for_series(flat, 50_000, &Preset::default(), 6),
+            FieldConfig::for_shape(flat, 50_000, &Preset::default())
+        );
+        // Never every level static.
+        let all = FieldConfig::for_series(shape, 500_000, &Preset::default(), 99);
+        assert_eq!(all.resolutions[15][3], 259);
+        assert_eq!(all.resolutions[14][3], 1);
+    }
 
     #[test]
     fn resolutions_run_from_base_to_voxel_grid() {
