@@ -150,7 +150,10 @@ pub(super) fn curve(rows: &[Row], codec: &str) -> Vec<(f64, f64)> {
     p
 }
 
-pub(super) fn bd_for(rows: &[Row]) -> Bd {
+/// BD figures of medinr against JPEG 2000. `trivial_psnr_db` is the temporal-mean baseline
+/// of a 4D scan: when it is above every lossy point of both codecs, neither curve is worth
+/// having and the figures are flagged, never read as a win.
+pub(super) fn bd_for(rows: &[Row], trivial_psnr_db: Option<f64>) -> Bd {
     let (anchor, test) = (curve(rows, J2K), curve(rows, MEDINR));
     let (rate, psnr) = bjontegaard(&anchor, &test);
     let mut notes = Vec::new();
@@ -171,6 +174,20 @@ pub(super) fn bd_for(rows: &[Row]) -> Bd {
     if psnr.is_none() {
         notes.push("BD-PSNR: the rate ranges of the two codecs do not overlap".into());
     }
+    let best = anchor
+        .iter()
+        .chain(&test)
+        .map(|p| p.1)
+        .fold(f64::MIN, f64::max);
+    let below_trivial_baseline =
+        trivial_psnr_db.is_some_and(|b| !anchor.is_empty() && !test.is_empty() && best < b);
+    if below_trivial_baseline {
+        notes.push(format!(
+            "no win: the temporal-mean baseline ({:.2} dB) is above every lossy point of both \
+             codecs (best {best:.2} dB), so the BD figures compare two failures",
+            trivial_psnr_db.unwrap_or(f64::NAN)
+        ));
+    }
     Bd {
         method: BD_METHOD.into(),
         anchor: J2K.into(),
@@ -179,6 +196,7 @@ pub(super) fn bd_for(rows: &[Row]) -> Bd {
         bd_psnr_db: psnr.map(|p| p.0),
         psnr_overlap_db: rate.map(|r| r.1),
         bpv_overlap: psnr.map(|p| p.1),
+        below_trivial_baseline,
         notes,
     }
 }

@@ -48,10 +48,12 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod bd;
+mod bounded;
 mod plot;
 mod report;
 
 use bd::*;
+use bounded::*;
 use plot::*;
 use report::*;
 
@@ -90,6 +92,13 @@ struct Args {
     /// medinr seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Worst-case error bounds (stored units) at which to run medinr's bounded mode
+    /// (`--max-error D`; 0 = lossless), comma-separated; none by default.
+    #[arg(long, value_delimiter = ',')]
+    max_errors: Option<Vec<f64>>,
+    /// Also run SZ3 at every nonzero bound of --max-errors (needs `--features sz3`).
+    #[arg(long)]
+    sz3: bool,
     /// Output folder; results of scans already there are kept.
     #[arg(long, default_value = "results")]
     out: PathBuf,
@@ -126,12 +135,32 @@ struct Row {
     rmse: f64,
     encode_s: f64,
     decode_s: f64,
+    /// Bounded rows: the worst-case error asked (0 for medinr's lossless row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_error_bound: Option<f64>,
+    /// 4D scans of three frames or more: the time-series figures (docs/METRICS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeseries: Option<TsFigures>,
     /// medinr only: what the encoder itself measured, fit details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     medinr: Option<MedinrDetails>,
     /// Middle axial slice of the decoded scan, for the picture.
     #[serde(skip)]
     slice: Vec<f32>,
+}
+
+/// Time-series figures of one decoded 4D scan in the automatic foreground mask
+/// (`metrics::compare_timeseries`, defined in docs/METRICS.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TsFigures {
+    mask_voxels: usize,
+    mask_psnr_db: Option<f64>,
+    /// PSNR of replacing every voxel's time course by its temporal mean (whole array).
+    temporal_mean_psnr_db: f64,
+    mask_temporal_mean_psnr_db: f64,
+    median_ts_correlation: Option<f64>,
+    median_tsnr_ratio: Option<f64>,
+    fc_correlation: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +195,10 @@ struct Bd {
     bd_psnr_db: Option<f64>,
     psnr_overlap_db: Option<[f64; 2]>,
     bpv_overlap: Option<[f64; 2]>,
+    /// 4D: the temporal-mean baseline's PSNR is above every lossy point of both codecs, so
+    /// no BD figure between them says anything (reported, never as a win).
+    #[serde(default)]
+    below_trivial_baseline: bool,
     notes: Vec<String>,
 }
 
@@ -188,7 +221,13 @@ struct ScanReport {
     voxels: usize,
     stored_bits: usize,
     data_range: f64,
+    /// 4D: PSNR of the temporal-mean baseline (every voxel's time course replaced by its
+    /// mean: one 3D image, a few hundredths of a bit per voxel).
+    #[serde(default)]
+    temporal_mean_psnr_db: Option<f64>,
     rates: Vec<f64>,
+    #[serde(default)]
+    max_errors: Vec<f64>,
     effort: f64,
     seed: u64,
     command: String,
@@ -244,6 +283,15 @@ fn run(args: &Args) -> Result<bool> {
     if rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("rates must be positive and finite: {rates:?}");
     }
+    let mut max_errors = args.max_errors.clone().unwrap_or_default();
+    if max_errors.iter().any(|d| !(d.is_finite() && *d >= 0.0)) {
+        bail!("error bounds must be finite and ≥ 0: {max_errors:?}");
+    }
+    max_errors.sort_by(f64::total_cmp);
+    max_errors.dedup();
+    if args.sz3 && !cfg!(feature = "sz3") {
+        bail!("--sz3: this rd was built without SZ3 (scripts/sz3-setup.sh, then --features sz3)");
+    }
     rates.sort_by(f64::total_cmp);
     rates.dedup();
     let effort = args
@@ -271,6 +319,8 @@ fn run(args: &Args) -> Result<bool> {
         date_utc: utc_now(),
         git: git_describe(),
         rates,
+        max_errors,
+        sz3: args.sz3,
         effort,
         seed: args.seed,
     };
@@ -307,6 +357,8 @@ struct RunContext {
     date_utc: String,
     git: Option<String>,
     rates: Vec<f64>,
+    max_errors: Vec<f64>,
+    sz3: bool,
     effort: f64,
     seed: u64,
 }
@@ -397,8 +449,21 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
         );
     }
     rows.push(lossless);
+    for &d in &ctx.max_errors {
+        let row = run_medinr_bounded(&volume, &stem, d, ctx, slice_at)?;
+        print_row(&row);
+        rows.push(row);
+        if ctx.sz3 && d > 0.0 {
+            let row = run_sz3(&volume, &stem, d, slice_at)?;
+            print_row(&row);
+            rows.push(row);
+        }
+    }
 
-    let bd = bd_for(&rows);
+    let temporal_mean_psnr_db = rows
+        .iter()
+        .find_map(|r| r.timeseries.as_ref().map(|t| t.temporal_mean_psnr_db));
+    let bd = bd_for(&rows, temporal_mean_psnr_db);
     if let (Some(r), Some(p)) = (bd.bd_rate_percent, bd.bd_psnr_db) {
         println!("  BD-rate medinr vs JPEG 2000: {r:+.1} %, BD-PSNR {p:+.2} dB");
     }
@@ -412,7 +477,9 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
         voxels,
         stored_bits,
         data_range,
+        temporal_mean_psnr_db,
         rates: ctx.rates.clone(),
+        max_errors: ctx.max_errors.clone(),
         effort: ctx.effort,
         seed: ctx.seed,
         command: ctx.command.clone(),
@@ -437,6 +504,10 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
     let plot = RdPlot::from_report(&report);
     write(&dir.join("rd.png"), &plot.png()?)?;
     write(&dir.join("rd.svg"), plot.svg()?.as_bytes())?;
+    if let Some(plot) = RdPlot::timeseries_from_report(&report) {
+        write(&dir.join("tscorr.png"), &plot.png()?)?;
+        write(&dir.join("tscorr.svg"), plot.svg()?.as_bytes())?;
+    }
     Ok(dir)
 }
 
@@ -446,10 +517,22 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn print_row(r: &Row) {
+    let setting = match (r.target_bpv, r.max_error_bound) {
+        (Some(b), _) => format!("{b}"),
+        (None, Some(d)) if d > 0.0 => format!("D={d}"),
+        _ => "lossless".into(),
+    };
+    let ts = r.timeseries.as_ref().map_or(String::new(), |t| {
+        format!(
+            "  corr {}  FC {}",
+            fmt_num(t.median_ts_correlation, 4),
+            fmt_num(t.fc_correlation, 4)
+        )
+    });
     println!(
-        "  {:<9} {:>9} {:>9.4} bpv {:>9} B  PSNR {:>7}  SSIM {:.4}  max {:>9.1}  enc {:>7.2} s  dec {:>6.3} s",
+        "  {:<14} {:>9} {:>9.4} bpv {:>9} B  PSNR {:>7}  SSIM {:.4}  max {:>9.1}  enc {:>7.2} s  dec {:>6.3} s{ts}",
         r.codec,
-        r.target_bpv.map_or("lossless".into(), |b| format!("{b}")),
+        setting,
         r.bpv,
         r.bytes,
         fmt_psnr(r.psnr_db),
@@ -540,6 +623,8 @@ fn row_from(
         rmse: c.rmse,
         encode_s: 0.0,
         decode_s: 0.0,
+        max_error_bound: None,
+        timeseries: None,
         medinr: None,
         slice: Vec::new(),
     }
@@ -608,6 +693,7 @@ fn run_medinr(
         grid_step: report.grid_step,
         field: serde_json::to_value(&report.config)?,
     });
+    row.timeseries = timeseries_of(volume, &decoded.data)?;
     row.slice = at.take(&decoded.data);
     Ok(Ok((row, warning)))
 }
@@ -654,6 +740,7 @@ fn run_j2k(volume: &Volume, scan: &str, mode: J2kMode, integer: bool, at: SliceA
     );
     let mut row = row_from(scan, J2K, target, params, r.bytes, volume, &c);
     (row.encode_s, row.decode_s) = (r.encode_seconds, r.decode_seconds);
+    row.timeseries = timeseries_of(volume, &r.decoded)?;
     row.slice = at.take(&r.decoded);
     Ok(row)
 }

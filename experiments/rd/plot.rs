@@ -248,6 +248,9 @@ pub(super) const PLOT_W: u32 = 960;
 pub(super) const PLOT_H: u32 = 750;
 pub(super) const MEDINR_COLOR: RGBColor = RGBColor(31, 119, 180);
 pub(super) const J2K_COLOR: RGBColor = RGBColor(214, 39, 40);
+pub(super) const BOUNDED_COLOR: RGBColor = RGBColor(44, 160, 44);
+pub(super) const SZ3_COLOR: RGBColor = RGBColor(148, 103, 189);
+pub(super) const BASELINE_COLOR: RGBColor = RGBColor(90, 90, 90);
 pub(super) const GRID_COLOR: RGBColor = RGBColor(225, 225, 225);
 
 type Curve = (String, RGBColor, Vec<(f64, f64)>);
@@ -257,7 +260,73 @@ pub(super) struct RdPlot {
     subtitle: String,
     /// Name, colour, (bpv, PSNR) points.
     curves: Vec<Curve>,
+    /// A horizontal reference line (name, value): the temporal-mean baseline of a 4D scan.
+    baseline: Option<(String, f64)>,
+    y_label: String,
+    /// Narrowest y range drawn (2 dB for PSNR, less for a correlation).
+    y_min_span: f64,
     notes: Vec<String>,
+}
+
+/// Legend rows: each entry's x offset from the plot's left edge, wrapped to `width`.
+fn legend_layout(widths: &[i32], width: i32) -> Vec<(usize, i32)> {
+    let (mut row, mut x) = (0, 0);
+    widths
+        .iter()
+        .map(|&w| {
+            if x > 0 && x + w > width {
+                row += 1;
+                x = 0;
+            }
+            let at = (row, x);
+            x += w + 40;
+            at
+        })
+        .collect()
+}
+
+/// (bpv, y) of a codec's bounded rows (lossless excluded: its PSNR is infinite), by rate.
+fn bounded_curve(rows: &[Row], codec: &str, y: impl Fn(&Row) -> Option<f64>) -> Vec<(f64, f64)> {
+    let mut p: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| r.codec == codec && r.mode == "bounded")
+        .filter_map(|r| Some((r.bpv, y(r)?)))
+        .filter(|&(b, _)| b > 0.0)
+        .collect();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    p
+}
+
+/// Every codec's curve of `y` against rate: lossy rows for medinr and JPEG 2000, bounded rows
+/// for medinr's bounded mode and SZ3; codecs without points are left out.
+fn curves_of(rows: &[Row], y: impl Fn(&Row) -> Option<f64> + Copy) -> Vec<Curve> {
+    let lossy = |codec: &str| {
+        let mut p: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.codec == codec && r.target_bpv.is_some())
+            .filter_map(|r| Some((r.bpv, y(r)?)))
+            .filter(|&(b, _)| b > 0.0)
+            .collect();
+        p.sort_by(|a, b| a.0.total_cmp(&b.0));
+        p
+    };
+    [
+        ("medinr".to_string(), MEDINR_COLOR, lossy(MEDINR)),
+        ("JPEG 2000 (per slice, 9/7)".into(), J2K_COLOR, lossy(J2K)),
+        (
+            "medinr --max-error".into(),
+            BOUNDED_COLOR,
+            bounded_curve(rows, MEDINR_BOUNDED, y),
+        ),
+        (
+            "SZ3 (same bounds)".into(),
+            SZ3_COLOR,
+            bounded_curve(rows, SZ3, y),
+        ),
+    ]
+    .into_iter()
+    .filter(|c| !c.2.is_empty())
+    .collect()
 }
 
 impl RdPlot {
@@ -273,10 +342,25 @@ impl RdPlot {
                 l.bpv, l.ratio
             ));
         }
+        if let Some(l) = r
+            .rows
+            .iter()
+            .find(|x| x.codec == MEDINR_BOUNDED && x.mode == "lossless")
+        {
+            notes.push(format!(
+                "medinr lossless: {:.3} bpv ({:.2}:1)",
+                l.bpv, l.ratio
+            ));
+        }
         notes.push(format!(
-            "BD-rate {}, BD-PSNR {} (medinr vs JPEG 2000)",
+            "BD-rate {}, BD-PSNR {} (medinr vs JPEG 2000){}",
             fmt_opt(r.bd.bd_rate_percent, 1, " %"),
-            fmt_opt(r.bd.bd_psnr_db, 2, " dB")
+            fmt_opt(r.bd.bd_psnr_db, 2, " dB"),
+            if r.bd.below_trivial_baseline {
+                ": NO WIN, both below the temporal-mean baseline"
+            } else {
+                ""
+            }
         ));
         RdPlot {
             title: format!("{}: PSNR vs rate", r.scan),
@@ -287,20 +371,51 @@ impl RdPlot {
                 r.data_range,
                 r.effort
             ),
-            curves: vec![
-                ("medinr".into(), MEDINR_COLOR, curve(&r.rows, MEDINR)),
-                (
-                    "JPEG 2000 (per slice, 9/7)".into(),
-                    J2K_COLOR,
-                    curve(&r.rows, J2K),
-                ),
-            ],
+            curves: curves_of(&r.rows, |x| x.psnr_db),
+            baseline: r
+                .temporal_mean_psnr_db
+                .map(|b| ("temporal mean (trivial baseline)".to_string(), b)),
+            y_label: "PSNR (dB)".into(),
+            y_min_span: 2.0,
             notes,
         }
     }
 
+    /// 4D scans: median voxel time-course correlation against rate, every codec.
+    pub(super) fn timeseries_from_report(r: &ScanReport) -> Option<RdPlot> {
+        let curves = curves_of(&r.rows, |x| x.timeseries.as_ref()?.median_ts_correlation);
+        if curves.is_empty() {
+            return None;
+        }
+        Some(RdPlot {
+            title: format!("{}: time-course correlation vs rate", r.scan),
+            subtitle: format!(
+                "{} {}, median over the foreground (docs/METRICS.md)",
+                shape_text(r.shape).replace('×', "x"),
+                r.datatype
+            ),
+            curves,
+            baseline: None,
+            y_label: "median time-course correlation".into(),
+            y_min_span: 0.1,
+            notes: vec![
+                "the temporal-mean baseline has no fluctuation: correlation undefined (0)".into(),
+            ],
+        })
+    }
+
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self.curves.iter().flat_map(|c| c.2.iter().copied());
+        let x_any = self
+            .curves
+            .iter()
+            .flat_map(|c| c.2.first().map(|p| p.0))
+            .next();
+        let baseline = self.baseline.iter().filter_map(|b| Some((x_any?, b.1)));
+        let pts = self
+            .curves
+            .iter()
+            .flat_map(|c| c.2.iter().copied())
+            .chain(baseline);
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for (x, y) in pts {
             x0 = x0.min(x);
@@ -311,8 +426,9 @@ impl RdPlot {
         if x0 > x1 {
             return ((0.01, 10.0), (0.0, 50.0));
         }
-        let (y0, y1) = if y1 - y0 < 2.0 {
-            (y0 - 1.0, y1 + 1.0)
+        let span = self.y_min_span;
+        let (y0, y1) = if y1 - y0 < span {
+            (y0 - span / 2.0, y1 + span / 2.0)
         } else {
             (y0, y1)
         };
@@ -325,10 +441,22 @@ impl RdPlot {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing the plot: {e}");
         let ((x0, x1), (y0, y1)) = self.ranges();
         root.fill(&WHITE).map_err(e)?;
+        let legend_texts: Vec<String> = self
+            .curves
+            .iter()
+            .map(|c| c.0.clone())
+            .chain(self.baseline.iter().map(|(n, b)| format!("{n} {b:.1} dB")))
+            .collect();
+        let widths: Vec<i32> = legend_texts
+            .iter()
+            .map(|t| 50 + Label::new(0, 0, t.clone(), 2, Align::Start).width())
+            .collect();
+        let legend = legend_layout(&widths, PLOT_W as i32 - 96 - 36);
+        let legend_rows = legend.last().map_or(1, |l| l.0 + 1) as i32;
         let mut chart = ChartBuilder::on(root)
             .margin_left(96)
             .margin_right(36)
-            .margin_top(112)
+            .margin_top(112 + 24 * (legend_rows - 1))
             .margin_bottom(134)
             .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
             .map_err(e)?;
@@ -377,7 +505,27 @@ impl RdPlot {
             2,
             Align::Middle,
         ));
-        let mut yl = Label::new(26, (top + bottom) / 2, "PSNR (dB)", 2, Align::Middle);
+        if let Some((_, b)) = &self.baseline {
+            // Dashed: 12 px drawn, 8 px gap, across the whole rate axis.
+            let (lx, ly) = chart.backend_coord(&(x0, *b));
+            let (rx, _) = chart.backend_coord(&(x1, *b));
+            let mut x = lx;
+            while x < rx {
+                root.draw(&PathElement::new(
+                    vec![(x, ly), ((x + 12).min(rx), ly)],
+                    BASELINE_COLOR.stroke_width(2),
+                ))
+                .map_err(e)?;
+                x += 20;
+            }
+        }
+        let mut yl = Label::new(
+            26,
+            (top + bottom) / 2,
+            self.y_label.clone(),
+            2,
+            Align::Middle,
+        );
         yl.vertical = true;
         labels.push(yl);
         labels.push(Label::new(
@@ -394,24 +542,34 @@ impl RdPlot {
             2,
             Align::Middle,
         ));
-        // Legend in one row above the plot, notes in one row below it: nothing hides data.
-        let mut x = left;
-        for (k, (name, color, _)) in self.curves.iter().enumerate() {
-            let y = 88;
-            root.draw(&PathElement::new(
-                vec![(x, y), (x + 40, y)],
-                color.stroke_width(2),
-            ))
-            .map_err(e)?;
-            if k == 0 {
-                root.draw(&Circle::new((x + 20, y), 5, color.filled()))
-            } else {
-                root.draw(&TriangleMarker::new((x + 20, y), 7, color.filled()))
+        // Legend in rows above the plot, notes in one row below it: nothing hides data.
+        for (k, ((row, dx), text)) in legend.iter().zip(&legend_texts).enumerate() {
+            let (x, y) = (left + dx, 88 + 24 * *row as i32);
+            match self.curves.get(k) {
+                Some((_, color, _)) => {
+                    root.draw(&PathElement::new(
+                        vec![(x, y), (x + 40, y)],
+                        color.stroke_width(2),
+                    ))
+                    .map_err(e)?;
+                    if k == 0 {
+                        root.draw(&Circle::new((x + 20, y), 5, color.filled()))
+                    } else {
+                        root.draw(&TriangleMarker::new((x + 20, y), 7, color.filled()))
+                    }
+                    .map_err(e)?;
+                }
+                None => {
+                    for seg in [(x, x + 14), (x + 22, x + 36)] {
+                        root.draw(&PathElement::new(
+                            vec![(seg.0, y), (seg.1, y)],
+                            BASELINE_COLOR.stroke_width(2),
+                        ))
+                        .map_err(e)?;
+                    }
+                }
             }
-            .map_err(e)?;
-            let label = Label::new(x + 50, y, name.clone(), 2, Align::Start);
-            x += 50 + label.width() + 40;
-            labels.push(label);
+            labels.push(Label::new(x + 50, y, text.clone(), 2, Align::Start));
         }
         for (k, n) in self.notes.iter().enumerate() {
             let y = bottom + 78 + 24 * k as i32;

@@ -5,7 +5,8 @@ use super::*;
 
 pub(super) const CSV_HEADER: &str =
     "scan,codec,mode,target_bpv,params,bytes,bpv,ratio,psnr_db,ssim,\
-max_abs_error,mae,rmse,encode_s,decode_s";
+max_abs_error,mae,rmse,encode_s,decode_s,max_error_bound,median_ts_correlation,\
+median_tsnr_ratio,fc_correlation";
 
 pub(super) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -21,11 +22,15 @@ pub(super) fn csv(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{:.6},{:.4},{},{:.6},{},{:.6},{:.6},{:.4},{:.4}",
+            "{},{},{},{},{},{},{:.6},{:.4},{},{:.6},{},{:.6},{:.6},{:.4},{:.4},{},{},{},{}",
             csv_field(&r.scan),
             r.codec,
             r.mode,
-            r.target_bpv.map_or("lossless".into(), |b| b.to_string()),
+            match (r.target_bpv, r.max_error_bound) {
+                (Some(b), _) => b.to_string(),
+                (None, Some(d)) if d > 0.0 => String::new(),
+                _ => "lossless".into(),
+            },
             csv_field(&r.params),
             r.bytes,
             r.bpv,
@@ -36,10 +41,27 @@ pub(super) fn csv(rows: &[Row]) -> String {
             r.mae,
             r.rmse,
             r.encode_s,
-            r.decode_s
+            r.decode_s,
+            r.max_error_bound.map_or(String::new(), |d| d.to_string()),
+            ts(r, |t| t.median_ts_correlation),
+            ts(r, |t| t.median_tsnr_ratio),
+            ts(r, |t| t.fc_correlation),
         );
     }
     out
+}
+
+/// A time-series figure of a row as a CSV field (empty when undefined or not 4D).
+fn ts(r: &Row, f: impl Fn(&TsFigures) -> Option<f64>) -> String {
+    r.timeseries
+        .as_ref()
+        .and_then(f)
+        .map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+/// An optional figure without a sign: `n/a` when undefined.
+pub(super) fn fmt_num(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.digits$}"))
 }
 
 pub(super) fn fmt_psnr(p: Option<f64>) -> String {
@@ -117,7 +139,12 @@ pub(super) fn summary_markdown(reports: &[(String, ScanReport)], unreadable: &[S
             anchor_id(&r.scan),
             shape_text(r.shape),
             r.datatype,
-            fmt_opt(r.bd.bd_rate_percent, 1, " %"),
+            fmt_opt(r.bd.bd_rate_percent, 1, " %")
+                + if r.bd.below_trivial_baseline {
+                    " (no win: both below the temporal-mean baseline)"
+                } else {
+                    ""
+                },
             fmt_opt(r.bd.bd_psnr_db, 2, " dB"),
             lossless
         );
@@ -214,6 +241,8 @@ pub(super) fn scan_section(s: &mut String, folder: &str, r: &ScanReport) {
     let [jb, jp, js] = cell(J2K, None);
     let _ = writeln!(s, "| lossless | | | | {jb} | {jp} | {js} |");
     *s += "\n";
+    bounded_table(s, r);
+    timeseries_table(s, folder, r);
     let _ = writeln!(
         s,
         "**BD-rate (medinr vs JPEG 2000): {}**{}; **BD-PSNR: {}**{}.\n",
@@ -341,3 +370,83 @@ pub(super) fn utc_now() -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Pictures: text
+
+/// Error-bounded rows: medinr `--max-error D` (D = 0: lossless) beside SZ3 at the same bound.
+fn bounded_table(s: &mut String, r: &ScanReport) {
+    let mut bounds: Vec<f64> = r.rows.iter().filter_map(|x| x.max_error_bound).collect();
+    if bounds.is_empty() {
+        return;
+    }
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
+    *s += "Error-bounded (every voxel within D of the original, guaranteed; max = measured):\n\n";
+    *s +=
+        "| D | medinr bpv | medinr PSNR (dB) | medinr max | SZ3 bpv | SZ3 PSNR (dB) | SZ3 max |\n";
+    *s += "|---:|---:|---:|---:|---:|---:|---:|\n";
+    let cell = |codec: &str, d: f64| -> [String; 3] {
+        match r
+            .rows
+            .iter()
+            .find(|x| x.codec == codec && x.max_error_bound == Some(d))
+        {
+            Some(x) => [
+                format!("{:.4}", x.bpv),
+                fmt_psnr(x.psnr_db),
+                format!("{}", x.max_abs_error),
+            ],
+            None => ["–".into(), "–".into(), "–".into()],
+        }
+    };
+    for d in bounds {
+        let [mb, mp, mm] = cell(MEDINR_BOUNDED, d);
+        let [sb, sp, sm] = cell(SZ3, d);
+        let label = if d == 0.0 {
+            "0 (lossless)".to_string()
+        } else {
+            format!("{d}")
+        };
+        let _ = writeln!(s, "| {label} | {mb} | {mp} | {mm} | {sb} | {sp} | {sm} |");
+    }
+    *s += "\n";
+}
+
+/// 4D scans: what a time series is taken for, every row, beside the temporal-mean baseline.
+fn timeseries_table(s: &mut String, folder: &str, r: &ScanReport) {
+    let rows: Vec<&Row> = r.rows.iter().filter(|x| x.timeseries.is_some()).collect();
+    let Some(first) = rows.first().and_then(|x| x.timeseries.as_ref()) else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "Time series (docs/METRICS.md; automatic foreground mask of {} voxels). Temporal-mean \
+         baseline: **{:.2} dB** whole array, {:.2} dB in the mask; a row below it is a failure \
+         whatever its rate. ![time-course correlation vs rate]({folder}/tscorr.png)\n",
+        first.mask_voxels, first.temporal_mean_psnr_db, first.mask_temporal_mean_psnr_db
+    );
+    *s += "| codec | setting | bpv | PSNR (dB) | mask PSNR (dB) | above baseline | median ts corr | tSNR ratio | FC corr |\n";
+    *s += "|---|---|---:|---:|---:|---|---:|---:|---:|\n";
+    let mut rows = rows;
+    rows.sort_by(|a, b| a.codec.cmp(&b.codec).then(a.bpv.total_cmp(&b.bpv)));
+    for x in rows {
+        let Some(t) = &x.timeseries else { continue };
+        let setting = match (x.target_bpv, x.max_error_bound) {
+            (Some(b), _) => format!("{b} bpv"),
+            (None, Some(d)) if d > 0.0 => format!("D={d}"),
+            _ => "lossless".into(),
+        };
+        let above = x.psnr_db.is_none_or(|p| p > t.temporal_mean_psnr_db);
+        let _ = writeln!(
+            s,
+            "| {} | {setting} | {:.4} | {} | {} | {} | {} | {} | {} |",
+            x.codec,
+            x.bpv,
+            fmt_psnr(x.psnr_db),
+            fmt_psnr(t.mask_psnr_db),
+            if above { "yes" } else { "**no**" },
+            fmt_num(t.median_ts_correlation, 4),
+            fmt_num(t.median_tsnr_ratio, 3),
+            fmt_num(t.fc_correlation, 4),
+        );
+    }
+    *s += "\n";
+}
