@@ -731,18 +731,22 @@ fn arrange(images: &[Image], frames: &[Frame]) -> Result<Layout, DicomProblem> {
         let name = |k: usize| images[frames[slots[k][0]].image].path.display().to_string();
         let mean = (along(slots[nz - 1][0]) - along(slots[0][0])) / (nz - 1) as f64;
         let allowed = SPACING_TOLERANCE * mean + POSITION_ROUNDING_MM;
-        for k in 1..nz {
-            let d = along(slots[k][0]) - along(slots[k - 1][0]);
-            if (d - mean).abs() > allowed {
-                return Err(DicomProblem::UnevenSpacing {
-                    detail: format!(
-                        "{d:.4} mm from slice {} ({}) to slice {k} ({}), mean step {mean:.4} mm over {nz} slices",
-                        k - 1,
-                        name(k - 1),
-                        name(k),
-                    ),
-                });
-            }
+        // The step that deviates most names the gap (a missing slice inflates the mean, so
+        // the first deviating step need not be the gap).
+        let step = |k: usize| along(slots[k][0]) - along(slots[k - 1][0]);
+        let worst = (1..nz)
+            .max_by(|&a, &b| (step(a) - mean).abs().total_cmp(&(step(b) - mean).abs()))
+            .unwrap_or(1);
+        let d = step(worst);
+        if (d - mean).abs() > allowed {
+            return Err(DicomProblem::UnevenSpacing {
+                detail: format!(
+                    "{d:.4} mm from slice {} ({}) to slice {worst} ({}), mean step {mean:.4} mm over {nz} slices",
+                    worst - 1,
+                    name(worst - 1),
+                    name(worst),
+                ),
+            });
         }
         // The stack must run along the normal: the whole stack within the tilt tolerance,
         // and every slice off the line through the first by no more than that allows.
