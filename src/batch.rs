@@ -110,16 +110,33 @@ fn is_nifti(p: &Path) -> bool {
     n.ends_with(".nii") || n.ends_with(".nii.gz")
 }
 
-/// The file name without `.nii` / `.nii.gz`.
+/// A scan medinr can read: a NIfTI file, or DICOM input (a series folder, a `.dcm` file or
+/// a file with the DICM marker).
+fn is_scan(p: &Path) -> bool {
+    is_nifti(p) || crate::volume::is_dicom_input(p)
+}
+
+/// A sub-folder of a batch folder that holds at least one DICOM file (a series).
+fn is_series_folder(p: &Path) -> bool {
+    p.is_dir()
+        && fs::read_dir(p).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .any(|f| f.is_file() && crate::volume::dicom::has_dicm_preamble(&f))
+        })
+}
+
+/// The file name without `.nii` / `.nii.gz` / `.dcm` (a folder's name as it is).
 fn stem(p: &Path) -> String {
     let n = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let lower = n.to_lowercase();
-    let cut = if lower.ends_with(".nii.gz") {
+    let cut = if p.is_dir() {
+        0
+    } else if lower.ends_with(".nii.gz") {
         7
-    } else if lower.ends_with(".nii") {
+    } else if lower.ends_with(".nii") || lower.ends_with(".dcm") {
         4
     } else {
         0
@@ -127,16 +144,28 @@ fn stem(p: &Path) -> String {
     n[..n.len() - cut].to_string()
 }
 
-/// The jobs of `source` (a folder: its `.nii`/`.nii.gz` files; or a manifest: one path per
-/// line, relative to the manifest's folder, `#` comments) for `shard`, outputs in `out`.
-/// Sorted by input path, so every shard of every run sees the same list.
+/// The jobs of `source` for `shard`, outputs in `out`. `source` is a folder — its
+/// `.nii`/`.nii.gz` files, and each sub-folder holding DICOM files as one series (DICOM
+/// files directly in `source` are not jobs: a series is a folder) — or a manifest: one path
+/// per line (a NIfTI file, a DICOM series folder or a DICOM file), relative to the
+/// manifest's folder, `#` comments. Sorted by input path, so every shard of every run sees
+/// the same list.
 pub fn plan(source: &Path, out: &Path, shard: Shard) -> Result<Vec<Job>, BatchError> {
     let mut inputs: Vec<PathBuf> = if source.is_dir() {
-        fs::read_dir(source)
+        let found: Vec<PathBuf> = fs::read_dir(source)
             .map_err(io(source))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_nifti(p))
-            .collect()
+            .filter(|p| (p.is_file() && is_nifti(p)) || is_series_folder(p))
+            .collect();
+        if found.is_empty() && is_series_folder(source) {
+            return Err(BatchError::Plan(format!(
+                "{} holds DICOM files but no scans to batch: it looks like one series \
+                 (compress it with `medinr compress {}`); batch takes a folder of series folders",
+                source.display(),
+                source.display()
+            )));
+        }
+        found
     } else {
         let text = fs::read_to_string(source).map_err(io(source))?;
         let base = source.parent().unwrap_or(Path::new("."));
@@ -150,15 +179,15 @@ pub fn plan(source: &Path, out: &Path, shard: Shard) -> Result<Vec<Job>, BatchEr
     inputs.dedup();
     if inputs.is_empty() {
         return Err(BatchError::Plan(format!(
-            "{} lists no .nii or .nii.gz scans",
+            "{} lists no .nii or .nii.gz scans or DICOM series folders",
             source.display()
         )));
     }
     let mut seen: HashMap<String, &Path> = HashMap::new();
     for p in &inputs {
-        if !is_nifti(p) {
+        if !is_scan(p) {
             return Err(BatchError::Plan(format!(
-                "{} is not a .nii or .nii.gz file",
+                "{} is not a .nii or .nii.gz file or DICOM input",
                 p.display()
             )));
         }

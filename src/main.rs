@@ -87,7 +87,9 @@ enum DeviceArg {
 #[derive(Args)]
 #[command(after_help = EXIT_CODES)]
 struct CompressArgs {
-    /// Input scan (.nii or .nii.gz).
+    /// Input scan: .nii or .nii.gz, or DICOM: a series folder (one file per slice, one
+    /// series), an enhanced multi-frame file, or a single image (.dcm, or any file with the
+    /// DICM marker).
     input: PathBuf,
     /// Output .minr file.
     #[arg(short, long)]
@@ -715,6 +717,16 @@ fn compress(_: CompressArgs) -> Result<(), Failure> {
     Err(decoder_only())
 }
 
+/// The scan to compress: DICOM (a folder, a `.dcm` name or the DICM marker) or NIfTI.
+#[cfg(feature = "train")]
+fn read_input(path: &Path) -> Result<Volume, VolumeError> {
+    if medinr::volume::is_dicom_input(path) {
+        medinr::volume::read_dicom(path)
+    } else {
+        read_nifti(path)
+    }
+}
+
 /// Reads `--settings` (or the defaults) and applies `--bits-per-parameter` on top.
 #[cfg(feature = "train")]
 fn encoder_settings(path: Option<&Path>, bits: Option<f64>) -> Result<EncoderSettings, Failure> {
@@ -776,7 +788,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force, &[])?;
     let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
     let (target, bound) = target_and_bound(&a.target, &settings)?;
-    let volume = read_nifti(&a.input)?;
+    let volume = read_input(&a.input)?;
     let options = EncodeOptions {
         target,
         seed: a.seed,
@@ -1129,8 +1141,9 @@ struct TargetArgs {
 #[derive(Args)]
 #[command(after_help = EXIT_CODES)]
 struct BatchArgs {
-    /// A folder (its .nii / .nii.gz files) or a manifest (one path per line, relative to the
-    /// manifest's folder; # comments).
+    /// A folder (its .nii / .nii.gz / .dcm files, and each sub-folder holding DICOM files as
+    /// one series) or a manifest (one path per line, relative to the manifest's folder;
+    /// # comments).
     source: PathBuf,
     /// Output folder for the .minr files, the journal (medinr-batch.jsonl) and the summary
     /// (medinr-batch.csv); created if missing.
@@ -1229,7 +1242,7 @@ fn batch(a: BatchArgs) -> Result<(), Failure> {
             }
         }
         let t = Instant::now();
-        let result = read_nifti(&job.input)
+        let result = read_input(&job.input)
             .map_err(anyhow::Error::from)
             .and_then(|v| encode(&v, &options, &mut medinr::encoder::Silent).map_err(Into::into))
             .and_then(|(file, report)| {

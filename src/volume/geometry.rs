@@ -67,6 +67,90 @@ impl Header {
         ]
     }
 
+    /// Sets the geometry to `affine` (voxel index → world mm, RAS as NIfTI wants): the sform
+    /// rows, pixdim[1..=3] (the column lengths) and the qform (quaternion, offsets and qfac in
+    /// pixdim[0]) of the same matrix, as nifti1_io.c `nifti_mat44_to_quatern` does. The
+    /// columns must be orthogonal for the qform to equal the sform (DICOM geometry checked
+    /// for tilt and shear is). The codes are left to the caller.
+    pub fn set_affine(&mut self, affine: [[f64; 4]; 3]) {
+        self.srow_x = affine[0];
+        self.srow_y = affine[1];
+        self.srow_z = affine[2];
+        self.qoffset_x = affine[0][3];
+        self.qoffset_y = affine[1][3];
+        self.qoffset_z = affine[2][3];
+        // Unit columns (a zero column becomes the axis itself).
+        let mut r = [[0.0f64; 3]; 3];
+        for col in 0..3 {
+            let len = (0..3)
+                .map(|row| affine[row][col].powi(2))
+                .sum::<f64>()
+                .sqrt();
+            self.pixdim[col + 1] = if len > 0.0 { len } else { 1.0 };
+            for row in 0..3 {
+                r[row][col] = if len > 0.0 {
+                    affine[row][col] / len
+                } else if row == col {
+                    1.0
+                } else {
+                    0.0
+                };
+            }
+        }
+        let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
+            - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+            + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+        self.pixdim[0] = if det < 0.0 {
+            for row in &mut r {
+                row[2] = -row[2];
+            }
+            -1.0
+        } else {
+            1.0
+        };
+        let (r11, r12, r13) = (r[0][0], r[0][1], r[0][2]);
+        let (r21, r22, r23) = (r[1][0], r[1][1], r[1][2]);
+        let (r31, r32, r33) = (r[2][0], r[2][1], r[2][2]);
+        let trace = r11 + r22 + r33 + 1.0;
+        let (mut a, mut b, mut c, mut d);
+        if trace > 0.5 {
+            a = 0.5 * trace.sqrt();
+            b = 0.25 * (r32 - r23) / a;
+            c = 0.25 * (r13 - r31) / a;
+            d = 0.25 * (r21 - r12) / a;
+        } else {
+            let xd = 1.0 + r11 - (r22 + r33);
+            let yd = 1.0 + r22 - (r11 + r33);
+            let zd = 1.0 + r33 - (r11 + r22);
+            if xd > 1.0 {
+                b = 0.5 * xd.sqrt();
+                c = 0.25 * (r12 + r21) / b;
+                d = 0.25 * (r13 + r31) / b;
+                a = 0.25 * (r32 - r23) / b;
+            } else if yd > 1.0 {
+                c = 0.5 * yd.sqrt();
+                b = 0.25 * (r12 + r21) / c;
+                d = 0.25 * (r23 + r32) / c;
+                a = 0.25 * (r13 - r31) / c;
+            } else {
+                d = 0.5 * zd.sqrt();
+                b = 0.25 * (r13 + r31) / d;
+                c = 0.25 * (r23 + r32) / d;
+                a = 0.25 * (r21 - r12) / d;
+            }
+            if a < 0.0 {
+                b = -b;
+                c = -c;
+                d = -d;
+                a = -a;
+            }
+        }
+        let _ = a;
+        self.quatern_b = b;
+        self.quatern_c = c;
+        self.quatern_d = d;
+    }
+
     /// The header of the box of `shape` voxels starting at voxel `start` (x, y, z, t) of this
     /// scan: same voxel size and orientation, the origin moved to the box's first voxel and
     /// `toffset` to its first frame, so the box sits where it lies in the original's world.
@@ -213,6 +297,49 @@ mod tests {
                 world(&back.affine(), [18.0, 22.0, 12.0]),
                 world(&a, [9.0, 11.0, 6.0])
             ));
+        }
+    }
+
+    #[test]
+    fn set_affine_gives_a_matching_qform() {
+        // Oblique (as the DICOM MR series), a flipped axis (qfac −1), and a 180° turn
+        // (the quaternion's small-trace branches).
+        let s = (7.7f64).to_radians();
+        let cases = [
+            [
+                [-0.86, 0.0, 0.0, 110.5],
+                [0.0, -0.86 * s.cos(), 7.0 * s.sin(), 78.3],
+                [0.0, 0.86 * s.sin(), 7.0 * s.cos(), -72.8],
+            ],
+            [
+                [0.39, 0.0, 0.0, 99.5],
+                [0.0, 0.39, 0.0, -301.5],
+                [0.0, 0.0, 10.0, -159.0],
+            ],
+            [
+                [-2.0, 0.0, 0.0, 1.0],
+                [0.0, -3.0, 0.0, 2.0],
+                [0.0, 0.0, 4.0, 3.0],
+            ],
+            [
+                [0.0, 2.0, 0.0, 1.0],
+                [2.0, 0.0, 0.0, 2.0],
+                [0.0, 0.0, -2.5, 3.0],
+            ],
+        ];
+        for a in cases {
+            let mut h = synthetic_header(DataType::I16, [4, 4, 4, 1], false, false);
+            h.set_affine(a);
+            h.sform_code = 0;
+            h.qform_code = 1;
+            let q = h.qform_affine();
+            for r in 0..3 {
+                for c in 0..4 {
+                    assert!((q[r][c] - a[r][c]).abs() < 1e-9, "{a:?} vs {q:?}");
+                }
+            }
+            h.sform_code = 1;
+            assert_eq!(h.affine(), a);
         }
     }
 

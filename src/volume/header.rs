@@ -2,7 +2,7 @@
 //! start of the file up to `vox_offset` (header, extension flag, extensions), so a scan can
 //! be written back byte for byte.
 
-use super::layout::{Fields, FieldsMut, Layout, NIFTI1, NIFTI2};
+use super::layout::{Fields, FieldsMut, Kind, Layout, Slot, NIFTI1, NIFTI2};
 use super::{DataType, VolumeError};
 use std::path::PathBuf;
 
@@ -261,6 +261,64 @@ impl Header {
             vox_offset,
             data_bytes,
         })
+    }
+
+    /// A fresh single-file header (`n+1`, little-endian; NIfTI-2 only when an axis exceeds
+    /// NIfTI-1's 32767) for `shape` = [nx, ny, nz, nt] voxels of `datatype`: no extensions
+    /// (vox_offset 352 or 544), unit spacing, no scaling, geometry codes 0, units mm and s.
+    /// For scans that do not come from a NIfTI file (DICOM input).
+    pub fn new(datatype: DataType, shape: [usize; 4]) -> Result<Header, VolumeError> {
+        let invalid = |reason: String| VolumeError::InvalidShape {
+            file: PathBuf::new(),
+            shape,
+            reason,
+        };
+        if shape.contains(&0) {
+            return Err(invalid("every axis needs at least 1 voxel".into()));
+        }
+        shape
+            .iter()
+            .try_fold(datatype.bytes(), |acc, &n| acc.checked_mul(n))
+            .ok_or_else(|| invalid("voxel data size overflows".into()))?;
+        let nifti2 = shape.iter().any(|&n| n > i16::MAX as usize);
+        if shape.iter().any(|&n| n > i64::MAX as usize) {
+            return Err(invalid("an axis is too long for NIfTI".into()));
+        }
+        let l = if nifti2 { &NIFTI2 } else { &NIFTI1 };
+        // The fixed header plus the 4-byte extension flag (all zero: no extensions).
+        let mut raw = vec![0u8; l.size + 4];
+        let mut f = FieldsMut {
+            bytes: &mut raw,
+            big: false,
+        };
+        f.set_int(
+            Slot {
+                off: 0,
+                kind: Kind::I32,
+            },
+            0,
+            l.size as i64,
+        );
+        f.set_bytes(l.magic, if nifti2 { b"n+2\0" } else { b"n+1\0" });
+        if nifti2 {
+            // NIfTI-2's magic is followed by the DOS/Unix line-ending check bytes.
+            f.set_bytes(l.magic + 4, &[0x0d, 0x0a, 0x1a, 0x0a]);
+        }
+        f.set_int(l.datatype, 0, datatype.nifti_code() as i64);
+        f.set_int(l.bitpix, 0, 8 * datatype.bytes() as i64);
+        let ndim = if shape[3] > 1 { 4 } else { 3 };
+        f.set_int(l.dim, 0, ndim);
+        for k in 1..8 {
+            let n = if k <= 4 { shape[k - 1] } else { 1 };
+            f.set_int(l.dim, k, n as i64);
+        }
+        for k in 0..8 {
+            f.set_float(l.pixdim, k, 1.0);
+        }
+        f.set_float(l.vox_offset, 0, (l.size + 4) as f64);
+        // NIFTI_UNITS_MM | NIFTI_UNITS_SEC
+        f.set_int(l.xyzt_units, 0, 2 | 8);
+        Header::from_bytes(&raw)
     }
 
     /// Attach the bytes between the fixed header and vox_offset (extension flag and extensions).

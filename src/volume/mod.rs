@@ -1,4 +1,5 @@
-//! Medical volumes in and out: NIfTI-1/NIfTI-2 scans read and written with exact fidelity.
+//! Medical volumes in and out: NIfTI-1/NIfTI-2 scans read and written with exact fidelity,
+//! and DICOM series read ([`dicom`]) into the same [`Volume`] with a NIfTI header.
 //!
 //! A [`Volume`] holds the stored voxel values as f32 (before scl_slope/scl_inter) and a
 //! [`Header`] that keeps the original header bytes, so `read_nifti` → `write_nifti`
@@ -6,6 +7,7 @@
 //! and f64 keep 24 bits of precision, see [`voxels`]).
 
 mod datatype;
+pub mod dicom;
 mod error;
 mod geometry;
 mod header;
@@ -21,7 +23,8 @@ mod tests_files;
 mod tests_synthetic;
 
 pub use datatype::DataType;
-pub use error::VolumeError;
+pub use dicom::{is_dicom_input, read_dicom};
+pub use error::{DicomProblem, VolumeError};
 pub use header::Header;
 pub use nifti_io::{read_nifti, read_nifti_bytes, read_nifti_from_memory, write_nifti};
 
