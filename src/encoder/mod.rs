@@ -296,15 +296,18 @@ pub fn encode(
         });
     }
     let nifti_header = volume.header.to_bytes();
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "encoder": concat!("medinr ", env!("CARGO_PKG_VERSION")),
         "target": options.target,
         "effort": options.effort,
         "settings": options.settings.changes_from_default(),
         "bound": options.bound,
-        "roi_max_error": options.roi.as_ref().map(|r| r.max_error),
-    })
-    .to_string();
+    });
+    // Only with a region of interest, so that every other file's `meta` is as before.
+    if let Some(roi) = &options.roi {
+        meta["roi_max_error"] = roi.max_error.into();
+    }
+    let meta = meta.to_string();
 
     let mut ctx = Fit {
         shape,

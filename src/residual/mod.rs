@@ -11,6 +11,10 @@
 //! The scan is cut into chunks (a few slices of a few frames) coded independently, so one
 //! slice is decoded from its chunk and the field prediction of that chunk alone.
 //!
+//! A stream may carry a region of interest ([`encode_roi`], stream version 2): a mask, coded at
+//! the start of each chunk in contexts of its coded neighbours, and a second quantizer, so that
+//! voxels inside the mask meet a tighter bound than the rest.
+//!
 //! ```text
 //! let bytes = residual::encode(&orig, Some(&field), shape, Mode::Bound { max_error: 2.0 },
 //!                              Kind::Integer { min: 0, max: 255 })?;
