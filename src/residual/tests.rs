@@ -873,3 +873,39 @@ fn streams_without_a_roi_are_unchanged() {
     assert_eq!(bytes[6], 0);
     assert!(Reader::open(&bytes).unwrap().header().roi.is_none());
 }
+
+#[test]
+fn corrupt_roi_chunk_data_with_a_valid_checksum_never_panics() {
+    // As corrupt_chunk_data_with_a_valid_checksum_never_panics, for a version-2 stream: the
+    // mask and the two quantizers come from crafted bytes.
+    let shape = [10, 9, 8, 2];
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let (orig, field) = synthetic(shape, 0, 255, 36);
+    let mask = random_mask(10 * 9 * 8, 20, 6);
+    let roi = Roi {
+        mask: &mask,
+        max_error: 0.0,
+    };
+    let mode = Mode::Bound { max_error: 9.0 };
+    let options = Options {
+        chunk_z: 8,
+        chunk_t: 2,
+    };
+    let bytes = encode_roi(&orig, Some(&field), shape, mode, kind, &roi, &options).unwrap();
+    let header = stream::HEADER_BYTES + stream::ROI_EXTENSION_BYTES;
+    let crc_at = header + 4;
+    let data_start = header + stream::TABLE_ENTRY_BYTES + stream::INDEX_CRC_BYTES;
+    let mut rng = Rng(78);
+    for _ in 0..200 {
+        let mut b = bytes.clone();
+        let at = data_start + (rng.next() as usize % (b.len() - data_start));
+        b[at] ^= 1 << (rng.next() % 8);
+        let crc = crc32fast::hash(&b[data_start..]);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        let index_crc = crc32fast::hash(&b[..crc_at + 4]);
+        b[crc_at + 4..data_start].copy_from_slice(&index_crc.to_le_bytes());
+        if let Ok(v) = decode(&b, Some(&field)) {
+            assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
+        }
+    }
+}
