@@ -13,6 +13,7 @@ use medinr::decoder::{DecodeError, Decoder, Plane, Region};
 #[cfg(feature = "train")]
 use medinr::encoder::{
     encode, Bound, Device, EncodeError, EncodeOptions, Phase, Preset, Progress, RateTarget,
+    RegionOfInterest,
 };
 use medinr::metrics;
 #[cfg(feature = "train")]
@@ -134,6 +135,20 @@ struct CompressArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Region of interest: a NIfTI mask on the scan's grid (nonzero = inside; 3D, applied to
+    /// every frame, or 4D like the scan) where --roi-max-error holds instead of --max-error.
+    /// The mask is stored in the file. Needs --max-error and --roi-max-error.
+    #[arg(long, value_name = "MASK", requires = "roi_max_error")]
+    roi_mask: Option<PathBuf>,
+    /// The bound inside --roi-mask: |decoded − original| ≤ D there (stored units, integer
+    /// scans use ⌊D⌋; 0 = exact), 0 ≤ D ≤ --max-error.
+    #[arg(
+        long,
+        value_name = "D",
+        requires = "roi_mask",
+        allow_hyphen_values = true
+    )]
+    roi_max_error: Option<f64>,
 }
 
 #[derive(Args)]
@@ -242,9 +257,10 @@ struct CompareArgs {
     reference: PathBuf,
     /// Scan to compare with it (same grid).
     test: PathBuf,
-    /// Foreground mask for the time-series figures of 4D scans: a 3D NIfTI on the same
-    /// spatial grid, foreground where nonzero (default: the automatic mask, temporal mean above
-    /// 0.1 × the 99th percentile of temporal means; docs/METRICS.md).
+    /// A mask on the scan's grid, inside where nonzero (3D, or 4D like the scan): PSNR and
+    /// errors are also reported inside and outside it. For 4D scans a 3D mask is also the
+    /// foreground of the time-series figures (default: the automatic mask, temporal mean
+    /// above 0.1 × the 99th percentile of temporal means; docs/METRICS.md).
     #[arg(long, value_name = "MASK")]
     mask: Option<PathBuf>,
     /// Print the figures as JSON.
@@ -783,12 +799,75 @@ fn target_and_bound(
     Ok((target, bound))
 }
 
+/// `--roi-mask` and `--roi-max-error` (clap has already made each require the other): they
+/// need `--max-error D` with `D > 0`, and `0 ≤ --roi-max-error ≤ D`. Checked before reading
+/// anything.
+#[cfg(feature = "train")]
+fn check_roi_flags(a: &CompressArgs, bound: Option<Bound>) -> Result<(), Failure> {
+    let Some(inner) = a.roi_max_error else {
+        return Ok(());
+    };
+    let usage = |error| {
+        Err(Failure {
+            code: exit::USAGE,
+            error,
+        })
+    };
+    match bound {
+        Some(Bound::MaxError(outer)) if !(inner.is_finite() && (0.0..=outer).contains(&inner)) => {
+            usage(anyhow!(
+                "--roi-max-error {inner} must be a finite value from 0 to --max-error {outer}"
+            ))
+        }
+        Some(Bound::MaxError(_)) => Ok(()),
+        Some(Bound::Lossless) => usage(anyhow!(
+            "--roi-mask needs a bound above 0 outside the region (--max-error D with D > 0); \
+             with --lossless or --max-error 0 the whole scan is already exact"
+        )),
+        None => usage(anyhow!(
+            "--roi-mask needs --max-error (the bound outside the region)"
+        )),
+    }
+}
+
+/// Reads a mask NIfTI for a scan of `shape`: inside where nonzero. It must have the scan's
+/// x, y, z shape and either one frame (then it holds for every frame) or the scan's frames.
+fn read_mask(path: &Path, shape: [usize; 4]) -> Result<Vec<bool>, Failure> {
+    let m = read_nifti(path).with_context(|| format!("reading mask {}", path.display()))?;
+    let ms = m.shape();
+    if ms[..3] != shape[..3] || (ms[3] != 1 && ms[3] != shape[3]) {
+        let frames = if shape[3] > 1 {
+            format!(" (or {:?} with one mask per frame)", shape)
+        } else {
+            String::new()
+        };
+        return Err(Failure {
+            code: exit::BAD_INPUT,
+            error: anyhow!(
+                "mask {} has shape {:?}; it must be on the scan's grid: {:?}{frames}",
+                path.display(),
+                ms,
+                &shape[..3],
+            ),
+        });
+    }
+    Ok(m.data.iter().map(|&x| x != 0.0).collect())
+}
+
 #[cfg(feature = "train")]
 fn compress(a: CompressArgs) -> Result<(), Failure> {
     check_output(&a.output, &[&a.input], a.force, &[])?;
     let settings = encoder_settings(a.settings.as_deref(), a.bits_per_parameter)?;
     let (target, bound) = target_and_bound(&a.target, &settings)?;
+    check_roi_flags(&a, bound)?;
     let volume = read_input(&a.input)?;
+    let roi = match (&a.roi_mask, a.roi_max_error) {
+        (Some(path), Some(max_error)) => Some(RegionOfInterest {
+            mask: read_mask(path, volume.shape())?,
+            max_error,
+        }),
+        _ => None,
+    };
     let options = EncodeOptions {
         target,
         seed: a.seed,
@@ -807,6 +886,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         settings,
         device: device(a.device)?,
         bound,
+        roi,
     };
     let mut progress = Bar::new(!a.quiet && !a.json);
     let encoded = encode(&volume, &options, &mut progress);
@@ -1061,41 +1141,23 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
     }
     let shape = r.shape();
     let mask = match &a.mask {
-        Some(path) => {
-            let m = read_nifti(path).with_context(|| format!("reading {}", path.display()))?;
-            let ms = m.shape();
-            if ms[..3] != shape[..3] || ms[3] != 1 {
-                return Err(Failure {
-                    code: exit::BAD_INPUT,
-                    error: anyhow!(
-                        "mask {} has shape {:?}; it must be one frame of the scan's grid {:?}",
-                        path.display(),
-                        ms,
-                        &shape[..3]
-                    ),
-                });
-            }
-            Some(m.data.iter().map(|&x| x != 0.0).collect::<Vec<bool>>())
-        }
+        Some(path) => Some(read_mask(path, shape)?),
         None => None,
     };
-    if mask.is_some() && shape[3] < 2 {
-        return Err(Failure {
-            code: exit::USAGE,
-            error: anyhow!("--mask applies to 4D scans only (this scan has one frame)"),
-        });
-    }
+    let frame = shape[0] * shape[1] * shape[2];
     let physical =
         |v: &Volume| metrics::physical(&v.data, v.header.scl_slope(), v.header.scl_inter());
     let (pr, pt) = (physical(&r), physical(&t));
     let c = metrics::compare(&pr, &pt, shape)?;
+    let regions = match &mask {
+        Some(m) => Some(metrics::compare_regions(&pr, &pt, shape, m)?),
+        None => None,
+    };
+    // The time-series figures take a one-frame mask as their foreground; a mask per frame
+    // leaves them on the automatic one.
+    let foreground = mask.as_deref().filter(|m| m.len() == frame);
     let ts = if shape[3] >= 2 {
-        Some(metrics::compare_timeseries(
-            &pr,
-            &pt,
-            shape,
-            mask.as_deref(),
-        )?)
+        Some(metrics::compare_timeseries(&pr, &pt, shape, foreground)?)
     } else {
         None
     };
@@ -1104,12 +1166,18 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
         if let (Some(ts), Some(obj)) = (&ts, v.as_object_mut()) {
             obj.insert("timeseries".into(), serde_json::to_value(ts)?);
         }
+        if let (Some(regions), Some(obj)) = (&regions, v.as_object_mut()) {
+            obj.insert("mask".into(), serde_json::to_value(regions)?);
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "PSNR {:.3} dB (range {})  SSIM {:.5}  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels, physical units)",
             c.psnr_db, c.data_range, c.ssim, c.max_abs_error, c.mae, c.rmse, c.voxels
         );
+        if let Some(regions) = &regions {
+            print!("{}", regions_text(regions));
+        }
         if let Some(ts) = &ts {
             print!("{}", timeseries_text(ts));
         }
@@ -1214,6 +1282,7 @@ fn batch(a: BatchArgs) -> Result<(), Failure> {
         settings,
         device: Device::Cpu,
         bound,
+        roi: None,
     };
     let total = jobs.len();
     let start = Instant::now();
@@ -1295,6 +1364,18 @@ fn batch(a: BatchArgs) -> Result<(), Failure> {
         });
     }
     Ok(())
+}
+
+/// The inside/outside figures of `compare --mask` as text lines.
+fn regions_text(c: &metrics::RegionComparison) -> String {
+    let line = |name: &str, side: &Option<metrics::RegionStats>| match side {
+        Some(r) => format!(
+            "{name} mask: PSNR {:.3} dB  max abs error {}  MAE {:.4}  RMSE {:.4}  ({} voxels)\n",
+            r.psnr_db, r.max_abs_error, r.mae, r.rmse, r.voxels
+        ),
+        None => format!("{name} mask: no voxel\n"),
+    };
+    line("inside ", &c.inside) + &line("outside", &c.outside)
 }
 
 /// The time-series figures of `compare` as text lines (undefined figures say why).

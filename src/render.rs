@@ -147,6 +147,7 @@ pub fn summary(
         },
         (Some(_), None) => "bounded (residual layer)".into(),
     };
+    let mut mode = mode;
     let residual = match &f.residual {
         None => None,
         Some(r) => {
@@ -157,12 +158,25 @@ pub fn summary(
                     detail: e.to_string(),
                 }
             })?;
-            Some(serde_json::json!({
+            let mut v = serde_json::json!({
                 "bytes": r.len(),
                 "bits_per_voxel": r.len() as f64 * 8.0 / voxels as f64,
                 "predicts_from_field": reader.header().uses_field,
                 "chunks": reader.chunk_count(),
-            }))
+            });
+            if let Some(roi) = reader.header().roi {
+                // The stream's own record of both bounds (the guarantee), not `meta`'s.
+                mode = format!(
+                    "max-error {} inside the region of interest, {} outside (stored units, original grid)",
+                    roi.bound_in, roi.bound_out
+                );
+                v["roi"] = serde_json::json!({
+                    "max_error_inside": roi.bound_in,
+                    "max_error_outside": roi.bound_out,
+                    "mask": if roi.shared_mask { "one for every frame" } else { "per voxel" },
+                });
+            }
+            Some(v)
         }
     };
     Ok(Summary {

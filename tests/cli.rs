@@ -1788,3 +1788,233 @@ fn a_killed_batch_resumes_and_compresses_each_scan_once() {
     assert!(shard_out.join("b.minr").exists() && shard_out.join("d.minr").exists());
     assert!(!shard_out.join("a.minr").exists());
 }
+
+// ---------------------------------------------------------------------------------------
+// Region of interest: --roi-mask / --roi-max-error, and compare --mask.
+// ---------------------------------------------------------------------------------------
+
+/// Writes a mask on `scan`'s grid with `frames` frames (1, or the scan's): 1 inside the box
+/// `lo .. hi` (x, y, z, ends exclusive), 0 elsewhere. Returns the mask as flags.
+fn write_box_mask(
+    scan: &Volume,
+    path: &Path,
+    lo: [usize; 3],
+    hi: [usize; 3],
+    frames: usize,
+) -> Vec<bool> {
+    let [nx, ny, nz, _] = scan.shape();
+    let mut inside = Vec::with_capacity(nx * ny * nz * frames);
+    for _ in 0..frames {
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let p = [x, y, z];
+                    inside.push((0..3).all(|a| lo[a] <= p[a] && p[a] < hi[a]));
+                }
+            }
+        }
+    }
+    let header = scan.header.with_shape([nx, ny, nz, frames]).unwrap();
+    let data = inside.iter().map(|&b| b as u8 as f32).collect();
+    write_nifti(path, &Volume { data, header }, true).unwrap();
+    inside
+}
+
+/// Max abs error inside and outside `mask` (one frame long, or one flag per voxel).
+fn inside_outside_errors(a: &[f32], b: &[f32], mask: &[bool]) -> (f64, f64) {
+    let mut worst = [0f64; 2];
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let inside = mask[i % mask.len()];
+        let e = (*x as f64 - *y as f64).abs();
+        worst[inside as usize] = worst[inside as usize].max(e);
+    }
+    (worst[1], worst[0])
+}
+
+#[test]
+fn roi_bounds_hold_inside_and_outside_and_parts_decode_alike() {
+    // D_out = 16 everywhere, D_in ∈ {1, 0} inside a box: checked on the decoded voxels, by
+    // `compare --mask`, in `info`; a slice and a --roi box equal that part of the whole
+    // decode. A 3D scan with a 3D mask, a 4D scan with a 3D mask and with a 4D mask.
+    let dir = tempdir();
+    for (name, frames_of_mask) in [(BE_MRI, 1), (NIFTI2_4D, 1), (NIFTI2_4D, 2)] {
+        let original = read_nifti(&data(name)).unwrap();
+        let shape = original.shape();
+        let mask_path = dir
+            .path()
+            .join(format!("{name}.{frames_of_mask}.mask.nii.gz"));
+        let mask = write_box_mask(
+            &original,
+            &mask_path,
+            [4, 5, 3],
+            [20, 16, 9],
+            frames_of_mask,
+        );
+        for d_in in [1u32, 0] {
+            let tag = format!("{name}.{frames_of_mask}.{d_in}");
+            let minr = dir.path().join(format!("{tag}.minr"));
+            let inner = d_in.to_string();
+            let report = compress(
+                &data(name),
+                &minr,
+                &[
+                    "--max-error",
+                    "16",
+                    "--roi-mask",
+                    mask_path.to_str().unwrap(),
+                    "--roi-max-error",
+                    &inner,
+                ],
+            );
+            let full_path = dir.path().join(format!("{tag}.nii"));
+            decompress(&minr, &full_path, &[]).ok();
+            let full = read_nifti(&full_path).unwrap();
+            assert_eq!(full.shape(), shape);
+            let (inside, outside) = inside_outside_errors(&original.data, &full.data, &mask);
+            println!(
+                "{tag}: {:.3} bpv, max error inside {inside}, outside {outside}",
+                report["bits_per_voxel"].as_f64().unwrap()
+            );
+            assert!(inside <= d_in as f64, "{tag}: inside {inside} > {d_in}");
+            assert!(outside <= 16.0, "{tag}: outside {outside} > 16");
+            if d_in == 0 {
+                for (i, (a, b)) in original.data.iter().zip(&full.data).enumerate() {
+                    if mask[i % mask.len()] {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{tag}: voxel {i}");
+                    }
+                }
+            }
+
+            // The same figures through `compare --mask --json` (these samples have no
+            // scaling, so physical units are the stored ones).
+            assert_eq!(original.header.scl_slope(), 1.0, "{name}");
+            let c = medinr([
+                OsStr::new("compare"),
+                data(name).as_os_str(),
+                full_path.as_os_str(),
+                OsStr::new("--mask"),
+                mask_path.as_os_str(),
+                OsStr::new("--json"),
+            ])
+            .ok()
+            .json();
+            assert_eq!(c["mask"]["inside"]["max_abs_error"].as_f64(), Some(inside));
+            assert_eq!(
+                c["mask"]["outside"]["max_abs_error"].as_f64(),
+                Some(outside)
+            );
+            let n_in = mask.iter().filter(|&&b| b).count() * shape[3] / frames_of_mask;
+            assert_eq!(c["mask"]["inside"]["voxels"].as_u64(), Some(n_in as u64));
+
+            let i = info(&minr);
+            let roi = &i["residual"]["roi"];
+            assert_eq!(roi["max_error_inside"].as_f64(), Some(d_in as f64), "{i}");
+            assert_eq!(roi["max_error_outside"].as_f64(), Some(16.0));
+            assert!(i["mode"].as_str().unwrap().contains("region of interest"));
+
+            // A slice through the box and a --roi box across its edge decode through the
+            // residual chunk by chunk: equal to that part of the whole decode.
+            let [nx, ny, nz, nt] = shape;
+            let frame = nt - 1;
+            let at = |x: usize, y: usize, z: usize, t: usize| {
+                full.data[x + nx * (y + ny * (z + nz * t))]
+            };
+            let out = dir.path().join(format!("{tag}.slice.nii"));
+            let (z, fr) = (5usize.to_string(), frame.to_string());
+            slice(&minr, &out, &["--axis", "z", "--index", &z, "--frame", &fr]).ok();
+            let s = read_nifti(&out).unwrap();
+            let plane: Vec<f32> = (0..ny)
+                .flat_map(|y| (0..nx).map(move |x| (x, y)))
+                .map(|(x, y)| at(x, y, 5, frame))
+                .collect();
+            assert!(s.data == plane, "{tag}: slice differs from the full decode");
+            let out = dir.path().join(format!("{tag}.box.nii"));
+            let roi_arg = format!("2:22,3:18,1:10,0:{nt}");
+            decompress(&minr, &out, &["--roi", &roi_arg]).ok();
+            let b = read_nifti(&out).unwrap();
+            let mut part = Vec::new();
+            for t in 0..nt {
+                for z in 1..10 {
+                    for y in 3..18 {
+                        for x in 2..22 {
+                            part.push(at(x, y, z, t));
+                        }
+                    }
+                }
+            }
+            assert!(
+                b.data == part,
+                "{tag}: --roi box differs from the full decode"
+            );
+        }
+    }
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn roi_flags_and_masks_are_checked_up_front() {
+    let dir = tempdir();
+    let original = read_nifti(&data(BE_MRI)).unwrap();
+    let mask = dir.path().join("mask.nii.gz");
+    write_box_mask(&original, &mask, [1, 1, 1], [5, 5, 5], 1);
+    // A mask on another grid.
+    let other = read_nifti(&data(NIFTI2_4D)).unwrap();
+    let wrong = dir.path().join("wrong.nii.gz");
+    write_box_mask(&other, &wrong, [1, 1, 1], [5, 5, 5], 1);
+    let out = dir.path().join("out.minr");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "compress",
+            data(BE_MRI).to_str().unwrap().to_owned().leak(),
+            "-o",
+            out.to_str().unwrap().to_owned().leak(),
+            "-q",
+            "--effort",
+            "0.02",
+        ];
+        args.extend_from_slice(extra);
+        medinr(args)
+    };
+    let m = mask.to_str().unwrap();
+    run(&[
+        "--max-error",
+        "8",
+        "--roi-mask",
+        wrong.to_str().unwrap(),
+        "--roi-max-error",
+        "1",
+    ])
+    .fails(3, "must be on the scan's grid");
+    run(&["--max-error", "8", "--roi-mask", m]).fails(2, "--roi-max-error");
+    run(&["--max-error", "8", "--roi-max-error", "1"]).fails(2, "--roi-mask");
+    run(&["--roi-mask", m, "--roi-max-error", "1"]).fails(2, "needs --max-error");
+    run(&["--lossless", "--roi-mask", m, "--roi-max-error", "0"]).fails(2, "bound above 0");
+    run(&["--max-error", "4", "--roi-mask", m, "--roi-max-error", "5"])
+        .fails(2, "--roi-max-error 5");
+    run(&["--max-error", "4", "--roi-mask", m, "--roi-max-error", "-1"])
+        .fails(2, "--roi-max-error -1");
+    assert!(!out.exists(), "a refused run wrote its output");
+    // compare --mask: on a 3D scan now, but on the scan's grid only.
+    let same = data(BE_MRI);
+    medinr([
+        OsStr::new("compare"),
+        same.as_os_str(),
+        same.as_os_str(),
+        OsStr::new("--mask"),
+        wrong.as_os_str(),
+    ])
+    .fails(3, "must be on the scan's grid");
+    let text = medinr([
+        OsStr::new("compare"),
+        same.as_os_str(),
+        same.as_os_str(),
+        OsStr::new("--mask"),
+        mask.as_os_str(),
+    ])
+    .ok()
+    .stdout;
+    assert!(
+        text.contains("inside  mask: PSNR inf dB  max abs error 0"),
+        "{text}"
+    );
+}

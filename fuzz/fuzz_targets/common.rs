@@ -7,8 +7,6 @@ use medinr::decoder::{Decoder, Region};
 use medinr::residual::StreamHeader;
 
 const MAGIC: [u8; 8] = [0x89, b'M', b'I', b'N', b'R', 0x0D, 0x0A, 0x1A];
-/// residual stream: header bytes, then (length u32, CRC u32) per chunk, then the index CRC.
-const RESI_HEADER: usize = 56;
 
 fn crc(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -61,14 +59,16 @@ pub fn frame_residual(data: &[u8]) -> Vec<u8> {
         return data.to_vec();
     };
     let count = header.chunk_count();
-    let index_end = match count.checked_mul(8).and_then(|n| n.checked_add(RESI_HEADER)) {
+    // 56 bytes, or 80 with a region of interest (stream version 2).
+    let start = header.bytes();
+    let index_end = match count.checked_mul(8).and_then(|n| n.checked_add(start)) {
         Some(e) if e + 4 <= data.len() => e,
         _ => return data.to_vec(),
     };
     let mut out = data[..index_end].to_vec();
     let mut pos = index_end + 4;
     for c in 0..count {
-        let o = RESI_HEADER + c * 8;
+        let o = start + c * 8;
         let declared = u32::from_le_bytes(out[o..o + 4].try_into().unwrap_or([0; 4])) as usize;
         // The last chunk takes everything left, so the table always covers the stream.
         let len = if c + 1 == count {

@@ -50,6 +50,18 @@ pub enum Bound {
     Lossless,
 }
 
+/// A region of interest of a bounded file: a tighter bound inside a mask than the
+/// [`Bound::MaxError`] that holds elsewhere. The mask is stored in the file's residual layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionOfInterest {
+    /// Inside where true, x fastest: one flag per voxel of a frame (`nx·ny·nz`, the same mask
+    /// for every frame) or one per voxel of the scan.
+    pub mask: Vec<bool>,
+    /// `|decoded − original| ≤ max_error` inside the mask (integer scans use ⌊D⌋); at most
+    /// the outer bound; 0 means exact.
+    pub max_error: f64,
+}
+
 /// How to compress.
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
@@ -71,6 +83,8 @@ pub struct EncodeOptions {
     /// A worst-case error bound or lossless coding; `None` is the field alone (lossy). With a
     /// bound, `target` sets the field's share of the file.
     pub bound: Option<Bound>,
+    /// A tighter bound inside a region; needs `bound` to be a [`Bound::MaxError`].
+    pub roi: Option<RegionOfInterest>,
 }
 
 impl Default for EncodeOptions {
@@ -84,6 +98,7 @@ impl Default for EncodeOptions {
             settings: EncoderSettings::default(),
             device: Device::Cpu,
             bound: None,
+            roi: None,
         }
     }
 }
@@ -172,6 +187,9 @@ pub enum EncodeError {
     /// The file just made does not decode (a bug: please report it).
     #[error("the file just written does not decode")]
     SelfCheck(#[from] DecodeError),
+    /// The region of interest does not fit the scan or the bound.
+    #[error("invalid region of interest: {0}")]
+    Roi(String),
     /// The residual layer could not be coded.
     #[error(transparent)]
     Residual(#[from] crate::residual::ResidualError),
@@ -238,8 +256,9 @@ pub fn encode(
             .validate()
             .map_err(|e| EncodeError::Preset(ModelError::from(e)))?;
     }
-    let data = finite_data(volume, options.nan_fill)?;
     let shape = volume.shape();
+    check_roi(options, shape)?;
+    let data = finite_data(volume, options.nan_fill)?;
     let voxels = data.len();
     let (value_min, value_max) = value_range(&data);
     let scale = (value_max - value_min) as f32;
@@ -277,14 +296,18 @@ pub fn encode(
         });
     }
     let nifti_header = volume.header.to_bytes();
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "encoder": concat!("medinr ", env!("CARGO_PKG_VERSION")),
         "target": options.target,
         "effort": options.effort,
         "settings": options.settings.changes_from_default(),
         "bound": options.bound,
-    })
-    .to_string();
+    });
+    // Only with a region of interest, so that every other file's `meta` is as before.
+    if let Some(roi) = &options.roi {
+        meta["roi_max_error"] = roi.max_error.into();
+    }
+    let meta = meta.to_string();
 
     let mut ctx = Fit {
         shape,
@@ -336,22 +359,26 @@ pub fn encode(
         shape,
     )?;
     if let Some(bound) = options.bound {
-        // The guarantee is in stored units, checked on every voxel of the real file.
+        // The guarantee is in stored units, checked on every voxel of the real file: with a
+        // region of interest, inside against its bound, outside against the file's.
         let limit = match bound {
             Bound::Lossless => 0.0,
             Bound::MaxError(d) => d,
         };
-        let mut worst = 0f64;
-        let mut exact = true;
-        for (a, b) in decoded.iter().zip(&data) {
-            worst = worst.max((*a as f64 - *b as f64).abs());
-            exact &= a.to_bits() == b.to_bits();
-        }
-        if (limit == 0.0 && !exact) || worst > limit {
-            return Err(EncodeError::BoundViolated {
-                got: worst,
-                bound: limit,
-            });
+        let frame = shape[0] * shape[1] * shape[2];
+        let limit_of = |i: usize| match &options.roi {
+            Some(r) if r.mask[if r.mask.len() == frame { i % frame } else { i }] => r.max_error,
+            _ => limit,
+        };
+        for (i, (a, b)) in decoded.iter().zip(&data).enumerate() {
+            let l = limit_of(i);
+            let error = (*a as f64 - *b as f64).abs();
+            if (l == 0.0 && a.to_bits() != b.to_bits()) || error > l {
+                return Err(EncodeError::BoundViolated {
+                    got: error,
+                    bound: l,
+                });
+            }
         }
     }
     let report = EncodeReport {
@@ -371,6 +398,36 @@ pub fn encode(
         residual_uses_field,
     };
     Ok((file, report))
+}
+
+/// Checks the region of interest against the bound and the scan's shape, before any work.
+fn check_roi(options: &EncodeOptions, shape: [usize; 4]) -> Result<(), EncodeError> {
+    let Some(roi) = &options.roi else {
+        return Ok(());
+    };
+    let outer = match options.bound {
+        Some(Bound::MaxError(d)) if d > 0.0 => d,
+        _ => {
+            return Err(EncodeError::Roi(
+                "it needs an error bound above 0 outside it (--max-error D with D > 0)".into(),
+            ))
+        }
+    };
+    if !(roi.max_error.is_finite() && (0.0..=outer).contains(&roi.max_error)) {
+        return Err(EncodeError::Roi(format!(
+            "its bound {} must be a finite value from 0 to the bound outside it, {outer}",
+            roi.max_error
+        )));
+    }
+    let frame = shape[0] * shape[1] * shape[2];
+    if roi.mask.len() != frame && roi.mask.len() != frame * shape[3] {
+        return Err(EncodeError::Roi(format!(
+            "the mask has {} voxels; the scan {shape:?} needs {frame} (one frame) or {}",
+            roi.mask.len(),
+            frame * shape[3]
+        )));
+    }
+    Ok(())
 }
 
 /// The scan's values, with non-finite voxels refused or replaced.
@@ -589,7 +646,7 @@ impl Fit<'_> {
         bound: Bound,
         datatype: crate::volume::DataType,
     ) -> Result<(MinrFile, bool), EncodeError> {
-        use crate::residual::{encode, Kind, Mode};
+        use crate::residual::{encode_roi, encode_with, Kind, Mode, Options, Roi};
         let mode = match bound {
             Bound::Lossless => Mode::Lossless,
             Bound::MaxError(d) => Mode::Bound { max_error: d },
@@ -603,17 +660,20 @@ impl Fit<'_> {
             },
             float => float,
         };
+        let roi = self.options.roi.as_ref().map(|r| Roi {
+            mask: &r.mask,
+            max_error: r.max_error,
+        });
+        let options = Options::default();
+        let code = |prediction: Option<&[f32]>| match &roi {
+            Some(roi) => encode_roi(self.data, prediction, self.shape, mode, kind, roi, &options),
+            None => encode_with(self.data, prediction, self.shape, mode, kind, &options),
+        };
         let prediction = self.decode_stored(file, Region::Full)?;
         let mut with_field = file.clone();
-        with_field.residual = Some(encode(
-            self.data,
-            Some(&prediction),
-            self.shape,
-            mode,
-            kind,
-        )?);
+        with_field.residual = Some(code(Some(&prediction))?);
         let mut alone = self.smallest(file)?;
-        alone.residual = Some(encode(self.data, None, self.shape, mode, kind)?);
+        alone.residual = Some(code(None)?);
         Ok(if alone.to_bytes()?.len() < with_field.to_bytes()?.len() {
             (alone, false)
         } else {

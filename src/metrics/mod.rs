@@ -16,8 +16,10 @@
 //! For 4D series, [`timeseries`] adds figures that see time (temporal-mean baseline, voxel
 //! time-course correlation, tSNR ratio, connectivity); `docs/METRICS.md` defines them all.
 
+pub mod region;
 pub mod timeseries;
 
+pub use region::{compare_regions, RegionComparison, RegionStats};
 pub use timeseries::{compare_timeseries, MaskSource, TimeSeriesComparison};
 
 use rayon::prelude::*;
@@ -69,6 +71,16 @@ pub enum MetricsError {
         mask: usize,
         /// Voxels per frame of the scan.
         voxels: usize,
+    },
+    /// A region mask has neither one flag per voxel of a frame nor one per voxel of the scan.
+    #[error("the mask has {mask} voxels but the scan needs {frame} (one frame) or {scan}")]
+    RegionMaskSize {
+        /// Voxels in the mask.
+        mask: usize,
+        /// Voxels per frame of the scan.
+        frame: usize,
+        /// Voxels of the scan.
+        scan: usize,
     },
     /// The foreground mask selects no voxel, so masked figures are undefined.
     #[error("the foreground mask is empty (no voxel selected)")]
@@ -190,7 +202,7 @@ pub fn compare(
 }
 
 /// Count non-finite values and report the first one.
-fn check_finite(which: &'static str, v: &[f32]) -> Result<(), MetricsError> {
+pub(crate) fn check_finite(which: &'static str, v: &[f32]) -> Result<(), MetricsError> {
     let count = v.par_iter().filter(|x| !x.is_finite()).count();
     if count == 0 {
         return Ok(());
@@ -228,7 +240,7 @@ pub fn psnr(reference: &[f32], test: &[f32], data_range: f64) -> f64 {
     psnr_from_mse(sum_sq / n as f64, data_range)
 }
 
-fn psnr_from_mse(mse: f64, range: f64) -> f64 {
+pub(crate) fn psnr_from_mse(mse: f64, range: f64) -> f64 {
     if mse == 0.0 {
         f64::INFINITY
     } else {

@@ -146,6 +146,20 @@ impl Domain {
     }
 }
 
+/// The float-lattice index of `x` without the bound check of [`Domain::original`] (`None`,
+/// "escape", only where `x` is not finite or beyond the lattice); other domains as
+/// [`Domain::original`] gives them for a valid value. Used with a region of interest, where
+/// the encoder checks each voxel's reconstruction against the voxel's own bound.
+pub fn lattice_index(x: f32, domain: Domain) -> Option<i64> {
+    match domain {
+        Domain::FloatLattice { bound } => {
+            let c = (x as f64 / (2.0 * bound)).round_ties_even();
+            (c.is_finite() && c.abs() <= LATTICE_LIMIT as f64).then_some(c as i64)
+        }
+        _ => domain.original(0, x).ok().flatten(),
+    }
+}
+
 /// `f32(c · 2·bound)`: the product in f64 (exact for |c| ≤ 2^31 up to one rounding), then
 /// rounded to the nearest f32.
 fn lattice_value(c: i64, bound: f64) -> f32 {

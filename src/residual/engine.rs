@@ -57,26 +57,67 @@ impl ChunkShape {
     }
 }
 
+/// The quantizer of one voxel: half-width `d`, step `q = 2d + 1`, and whether the voxel is
+/// inside the region of interest (always true without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub d: i64,
+    pub q: i64,
+    pub inside: bool,
+}
+
 /// What varies between encoder and decoder.
 pub trait Io {
     /// Codes whether voxel `index` is escaped, and if so its raw 32 bits.
-    fn escape(&mut self, index: usize, model: &mut BitModel) -> Option<u32>;
+    fn escape(&mut self, index: usize, pred: i64, step: Step, model: &mut BitModel) -> Option<u32>;
     /// Codes the quantized residual of voxel `index` predicted as `pred` (domain units).
-    fn symbol(&mut self, index: usize, pred: i64, models: &mut SymbolModels, class: usize) -> i64;
+    fn symbol(
+        &mut self,
+        index: usize,
+        pred: i64,
+        step: Step,
+        models: &mut SymbolModels,
+        class: usize,
+    ) -> i64;
+    /// Codes whether voxel `index` is inside the region of interest.
+    fn mask_bit(&mut self, index: usize, model: &mut BitModel) -> bool;
+}
+
+/// How the encoder checks a float-lattice voxel of a stream with a region of interest: the
+/// reconstruction its symbol would give must be within the voxel's bound (`inside`,
+/// `outside`), else the voxel is escaped.
+#[derive(Clone, Copy, Debug)]
+pub struct LatticeCheck {
+    pub domain: Domain,
+    pub inside: f64,
+    pub outside: f64,
 }
 
 /// The encoder's side: originals in the domain (`None` = escape, with the raw bits).
 pub struct EncodeIo<'a> {
     pub values: &'a [Option<i64>],
     pub raw: &'a [f32],
-    pub q: i64,
-    pub d: i64,
+    /// The chunk's mask (empty without a region of interest).
+    pub mask: &'a [bool],
+    /// Set for float-lattice streams with a region of interest.
+    pub check: Option<LatticeCheck>,
     pub enc: Encoder,
 }
 
 impl Io for EncodeIo<'_> {
-    fn escape(&mut self, index: usize, model: &mut BitModel) -> Option<u32> {
-        let escaped = self.values[index].is_none();
+    fn escape(&mut self, index: usize, pred: i64, step: Step, model: &mut BitModel) -> Option<u32> {
+        let escaped = match (self.values[index], &self.check) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(v), Some(c)) => {
+                let k = quantize(v - pred, step.q, step.d);
+                let r = (pred + k * step.q).clamp(c.domain.lo(), c.domain.hi());
+                let bound = if step.inside { c.inside } else { c.outside };
+                let error = (c.domain.value(r) as f64 - self.raw[index] as f64).abs();
+                // A NaN error (a non-finite reconstruction) escapes too.
+                error.is_nan() || error > bound
+            }
+        };
         self.enc.bit(model, escaped);
         if escaped {
             let bits = self.raw[index].to_bits();
@@ -87,12 +128,25 @@ impl Io for EncodeIo<'_> {
         }
     }
 
-    fn symbol(&mut self, index: usize, pred: i64, models: &mut SymbolModels, class: usize) -> i64 {
+    fn symbol(
+        &mut self,
+        index: usize,
+        pred: i64,
+        step: Step,
+        models: &mut SymbolModels,
+        class: usize,
+    ) -> i64 {
         // Only called for voxels that are not escaped.
         let x = self.values[index].unwrap_or(pred);
-        let k = quantize(x - pred, self.q, self.d);
+        let k = quantize(x - pred, step.q, step.d);
         symbol::encode(&mut self.enc, models, class, k);
         k
+    }
+
+    fn mask_bit(&mut self, index: usize, model: &mut BitModel) -> bool {
+        let inside = self.mask[index];
+        self.enc.bit(model, inside);
+        inside
     }
 }
 
@@ -102,7 +156,13 @@ pub struct DecodeIo<'a> {
 }
 
 impl Io for DecodeIo<'_> {
-    fn escape(&mut self, _index: usize, model: &mut BitModel) -> Option<u32> {
+    fn escape(
+        &mut self,
+        _index: usize,
+        _pred: i64,
+        _step: Step,
+        model: &mut BitModel,
+    ) -> Option<u32> {
         if self.dec.bit(model) {
             Some(self.dec.bits(32) as u32)
         } else {
@@ -114,11 +174,56 @@ impl Io for DecodeIo<'_> {
         &mut self,
         _index: usize,
         _pred: i64,
+        _step: Step,
         models: &mut SymbolModels,
         class: usize,
     ) -> i64 {
         symbol::decode(&mut self.dec, models, class)
     }
+
+    fn mask_bit(&mut self, _index: usize, model: &mut BitModel) -> bool {
+        self.dec.bit(model)
+    }
+}
+
+/// Bit models of the mask: one per context of the already coded neighbours W, N, the same
+/// voxel in the previous slice and (per-frame masks) in the previous frame.
+pub const MASK_CONTEXTS: usize = 16;
+
+/// Codes a chunk's region-of-interest mask, voxel by voxel in chunk order, each bit in the
+/// context `W + 2·N + 4·Z + 8·T` of its coded neighbours (0 where a neighbour is outside the
+/// chunk). A `shared` mask is coded for the chunk's first frame only and holds for every
+/// frame. Returns the mask of every voxel of the chunk.
+pub fn code_mask<I: Io>(shape: ChunkShape, shared: bool, io: &mut I) -> Vec<bool> {
+    let ChunkShape { nx, ny, nz, nt } = shape;
+    let slice = nx * ny;
+    let frame = slice * nz;
+    let mut models = [BitModel::new(); MASK_CONTEXTS];
+    let mut m = vec![false; shape.voxels()];
+    let coded = if shared { 1 } else { nt };
+    let mut i = 0usize;
+    for t in 0..coded {
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let w = x > 0 && m[i - 1];
+                    let n = y > 0 && m[i - nx];
+                    let zz = z > 0 && m[i - slice];
+                    let tt = t > 0 && m[i - frame];
+                    let ctx =
+                        w as usize | (n as usize) << 1 | (zz as usize) << 2 | (tt as usize) << 3;
+                    m[i] = io.mask_bit(i, &mut models[ctx]);
+                    i += 1;
+                }
+            }
+        }
+    }
+    if shared {
+        for t in 1..nt {
+            m.copy_within(0..frame, t * frame);
+        }
+    }
+    m
 }
 
 /// Near-lossless quantization of an error `e` with step `q = 2d + 1`: the index of the step
@@ -186,20 +291,36 @@ fn neighbours(r: &[i64], i: usize, offs: Option<[usize; 4]>, fallback: i64) -> [
     }
 }
 
+/// A chunk's region of interest: the mask of its voxels and the quantizer half-width outside
+/// it (inside it is the domain's).
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkRoi<'a> {
+    pub mask: &'a [bool],
+    pub d_out: i64,
+}
+
 /// Runs the closed loop over one chunk. `field` holds the chunk's field prediction in the
-/// domain, or is empty without a field. Errors only for a decoded symbol out of range.
+/// domain, or is empty without a field. With a region of interest every voxel outside the
+/// mask is quantized with `d_out` instead of the domain's `d` (step, noise floor, activity
+/// scale and symbol limit all follow the voxel's own `d`). Errors only for a decoded symbol
+/// out of range.
 pub fn run<I: Io>(
     shape: ChunkShape,
     domain: &Domain,
     field: &[i64],
+    roi: Option<ChunkRoi>,
     io: &mut I,
 ) -> Result<ChunkOutput, ResidualError> {
     let uses_field = !field.is_empty();
     let ChunkShape { nx, ny, nz, nt } = shape;
     let (lo, hi, d) = (domain.lo(), domain.hi(), domain.d());
-    let q = 2 * d + 1;
-    let k_max = (hi - lo + d) / q;
-    let noise_floor = NOISE_FLOOR * d as u64;
+    let step_of = |d: i64, inside: bool| Step {
+        d,
+        q: 2 * d + 1,
+        inside,
+    };
+    let step_in = step_of(d, true);
+    let step_out = roi.map_or(step_in, |r| step_of(r.d_out, false));
     let use_z = nz > 1;
     let use_t = nt > 1;
     let npred = 5 + 3 * use_z as usize + 3 * use_t as usize + 4 * uses_field as usize;
@@ -219,6 +340,12 @@ pub fn run<I: Io>(
             for y in 0..ny {
                 let (cur, prev) = if y & 1 == 0 { (0, nx) } else { (nx, 0) };
                 for x in 0..nx {
+                    let step = match roi {
+                        Some(r) if !r.mask[i] => step_out,
+                        _ => step_in,
+                    };
+                    let q = step.q;
+                    let noise_floor = NOISE_FLOOR * step.d as u64;
                     let offs = neighbour_offsets(x, y, nx);
                     let z_at = (z > 0).then(|| i - slice);
                     let t_at = (t > 0).then(|| i - frame);
@@ -306,7 +433,7 @@ pub fn run<I: Io>(
                     let pred = blend.clamp(lo, hi);
 
                     let escaped = if domain.escapes() {
-                        io.escape(i, &mut models.escape[class])
+                        io.escape(i, pred, step, &mut models.escape[class])
                     } else {
                         None
                     };
@@ -316,8 +443,8 @@ pub fn run<I: Io>(
                             pred
                         }
                         None => {
-                            let kq = io.symbol(i, pred, &mut models, class);
-                            if kq.abs() > k_max {
+                            let kq = io.symbol(i, pred, step, &mut models, class);
+                            if kq.abs() > (hi - lo + step.d) / q {
                                 return Err(ResidualError::Invalid("residual symbol out of range"));
                             }
                             (pred + kq * q).clamp(lo, hi)

@@ -33,7 +33,7 @@ pub enum ResidualError {
     PredictionPresence,
     #[error("not a residual stream (bad magic)")]
     BadMagic,
-    #[error("residual stream version {0} is not supported (this medinr reads version 1)")]
+    #[error("residual stream version {0} is not supported (this medinr reads versions 1 and 2)")]
     UnsupportedVersion(u8),
     #[error("truncated residual stream: {0}")]
     Truncated(&'static str),
@@ -47,6 +47,10 @@ pub enum ResidualError {
     ChunkChecksum(usize),
     #[error("residual chunk {0} does not decode: the stream is corrupted")]
     CorruptChunk(usize),
+    #[error("the bound inside the region of interest ({inner}) must not exceed the bound outside it ({outer})")]
+    RoiBoundAboveOuter { inner: f64, outer: f64 },
+    #[error("a region of interest needs an error bound outside it, not lossless coding")]
+    RoiNeedsBound,
     #[error("chunk {index} out of range: the stream has {count} chunks")]
     NoSuchChunk { index: usize, count: usize },
 }

@@ -11,6 +11,10 @@
 //! The scan is cut into chunks (a few slices of a few frames) coded independently, so one
 //! slice is decoded from its chunk and the field prediction of that chunk alone.
 //!
+//! A stream may carry a region of interest ([`encode_roi`], stream version 2): a mask, coded at
+//! the start of each chunk in contexts of its coded neighbours, and a second quantizer, so that
+//! voxels inside the mask meet a tighter bound than the rest.
+//!
 //! ```text
 //! let bytes = residual::encode(&orig, Some(&field), shape, Mode::Bound { max_error: 2.0 },
 //!                              Kind::Integer { min: 0, max: 255 })?;
@@ -34,14 +38,14 @@ mod tests;
 
 pub use domain::Domain;
 pub use error::ResidualError;
-pub use stream::{ChunkRegion, StreamHeader};
+pub use stream::{ChunkRegion, RoiHeader, StreamHeader};
 
 use crate::volume::DataType;
 
-use engine::{ChunkShape, DecodeIo, EncodeIo};
+use engine::{ChunkRoi, ChunkShape, DecodeIo, EncodeIo, LatticeCheck};
 use rangecoder::Encoder;
 use rayon::prelude::*;
-use stream::{ChunkEntry, HEADER_BYTES};
+use stream::ChunkEntry;
 
 /// Default slices per chunk: 16 keeps the restart cost (models learning afresh, a first
 /// slice without the previous one) small while one slice still decodes quickly.
@@ -84,6 +88,17 @@ impl Kind {
             Kind::Float
         }
     }
+}
+
+/// A region of interest: a tighter bound inside a mask than the [`Mode::Bound`] outside it.
+#[derive(Clone, Copy, Debug)]
+pub struct Roi<'a> {
+    /// True inside, x fastest: either one flag per voxel of the scan, or one per voxel of a
+    /// frame (`nx·ny·nz`), then the same mask holds for every frame.
+    pub mask: &'a [bool],
+    /// The bound inside, `0 ≤ max_error ≤` the outer bound; 0 means exact. Integer scans use
+    /// `⌊max_error⌋`.
+    pub max_error: f64,
 }
 
 /// Encoder settings (chunking); decoders read them from the stream.
@@ -138,6 +153,65 @@ fn domain_for(mode: Mode, kind: Kind) -> Result<Domain, ResidualError> {
         Kind::Float if bound == 0.0 => Domain::FloatBits,
         Kind::Float => Domain::FloatLattice { bound },
     })
+}
+
+/// The domain and ROI header of a stream with a region of interest: `outer` is the bound
+/// outside the mask, `inner` inside it.
+///
+/// Integer scans quantize with `d = ⌊inner⌋` inside and `d_out = ⌊outer⌋` outside (both
+/// capped as in [`domain_for`]). Float scans work on the lattice of step `2·inner` (or
+/// `2·outer` when `inner` is 0), coded exactly inside and with `d_out =
+/// ⌊(outer/inner − 1)/2⌋` outside, so that `(2·d_out + 1)·inner ≤ outer`; every voxel whose
+/// reconstruction misses its bound after f32 rounding is escaped (with `inner = 0`: every
+/// inside voxel not exactly on the lattice).
+fn roi_domain(outer: f64, inner: f64, kind: Kind) -> Result<(Domain, RoiHeader), ResidualError> {
+    for b in [outer, inner] {
+        if !(b.is_finite() && b >= 0.0) {
+            return Err(ResidualError::InvalidBound(b));
+        }
+    }
+    if inner > outer {
+        return Err(ResidualError::RoiBoundAboveOuter { inner, outer });
+    }
+    match kind {
+        Kind::Integer { .. } => {
+            let outside = domain_for(Mode::Bound { max_error: outer }, kind)?;
+            let d_out = outside.d();
+            let d_in = (inner.floor() as i64).min(d_out);
+            let Domain::Integer { lo, hi, .. } = outside else {
+                unreachable!("an integer kind gives the integer domain")
+            };
+            Ok((
+                Domain::Integer { lo, hi, d: d_in },
+                RoiHeader {
+                    d_out,
+                    bound_in: d_in as f64,
+                    bound_out: d_out as f64,
+                    shared_mask: false,
+                },
+            ))
+        }
+        Kind::Float if outer == 0.0 => Err(ResidualError::InvalidBound(outer)),
+        Kind::Float => {
+            let lattice = if inner > 0.0 { inner } else { outer };
+            let d_out = if inner > 0.0 {
+                ((outer / inner - 1.0) / 2.0)
+                    .floor()
+                    .clamp(0.0, domain::MAX_BOUND as f64) as i64
+            } else {
+                0
+            };
+            Ok((
+                Domain::FloatLattice { bound: lattice },
+                RoiHeader {
+                    d_out,
+                    bound_in: inner,
+                    bound_out: outer,
+                    shared_mask: false,
+                },
+            ))
+        }
+    }
 }
 
 fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), ResidualError> {
@@ -208,13 +282,50 @@ pub fn encode_with(
     kind: Kind,
     options: &Options,
 ) -> Result<Vec<u8>, ResidualError> {
-    let domain = domain_for(mode, kind)?;
+    encode_inner(original, prediction, shape, mode, kind, None, options)
+}
+
+/// [`encode_with`] with a region of interest: every voxel inside `roi.mask` is within
+/// `roi.max_error` of the original, every other one within `mode`'s bound, which must be a
+/// [`Mode::Bound`]. The mask is stored in the stream (a version-2 stream).
+pub fn encode_roi(
+    original: &[f32],
+    prediction: Option<&[f32]>,
+    shape: [usize; 4],
+    mode: Mode,
+    kind: Kind,
+    roi: &Roi,
+    options: &Options,
+) -> Result<Vec<u8>, ResidualError> {
+    encode_inner(original, prediction, shape, mode, kind, Some(roi), options)
+}
+
+fn encode_inner(
+    original: &[f32],
+    prediction: Option<&[f32]>,
+    shape: [usize; 4],
+    mode: Mode,
+    kind: Kind,
+    roi: Option<&Roi>,
+    options: &Options,
+) -> Result<Vec<u8>, ResidualError> {
+    let (domain, roi_header) = match (roi, mode) {
+        (None, _) => (domain_for(mode, kind)?, None),
+        (Some(_), Mode::Lossless) => return Err(ResidualError::RoiNeedsBound),
+        (Some(r), Mode::Bound { max_error }) => {
+            let (domain, mut h) = roi_domain(max_error, r.max_error, kind)?;
+            let frame = shape[0] * shape[1] * shape[2];
+            h.shared_mask = r.mask.len() == frame && shape[3] > 1;
+            (domain, Some(h))
+        }
+    };
     let header = StreamHeader {
         shape,
         domain,
         uses_field: prediction.is_some(),
         chunk_z: options.chunk_z.min(shape[2]),
         chunk_t: options.chunk_t.min(shape[3]),
+        roi: roi_header,
     };
     if options.chunk_z == 0 || options.chunk_t == 0 {
         return Err(ResidualError::InvalidChunkSize(0));
@@ -225,6 +336,22 @@ pub fn encode_with(
     if let Some(p) = prediction {
         check_len("prediction", p.len(), total)?;
     }
+    if let Some(r) = roi {
+        let frame = shape[0] * shape[1] * shape[2];
+        if r.mask.len() != frame {
+            check_len("mask", r.mask.len(), total)?;
+        }
+    }
+    // Float lattice with a region of interest: lattice indices without the bound check,
+    // which the encoder makes per voxel against the voxel's own bound.
+    let check = match (&roi_header, domain) {
+        (Some(h), Domain::FloatLattice { .. }) => Some(LatticeCheck {
+            domain,
+            inside: h.bound_in,
+            outside: h.bound_out,
+        }),
+        _ => None,
+    };
 
     let chunks: Vec<Vec<u8>> = (0..header.chunk_count())
         .into_par_iter()
@@ -244,24 +371,45 @@ pub fn encode_with(
             let values = raw
                 .iter()
                 .zip(&offset)
-                .map(|(&x, &i)| domain.original(i, x))
+                .map(|(&x, &i)| match check {
+                    Some(_) => Ok(domain::lattice_index(x, domain)),
+                    None => domain.original(i, x),
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let field =
                 field_in_domain(&domain, pred.as_deref()).map_err(|e| remap_index(e, &offset))?;
+            let mask: Vec<bool> = match roi {
+                None => Vec::new(),
+                Some(r) if r.mask.len() == total => offset.iter().map(|&i| r.mask[i]).collect(),
+                Some(r) => {
+                    let frame = shape[0] * shape[1] * shape[2];
+                    offset.iter().map(|&i| r.mask[i % frame]).collect()
+                }
+            };
             let mut io = EncodeIo {
                 values: &values,
                 raw: &raw,
-                q: 2 * domain.d() + 1,
-                d: domain.d(),
+                mask: &mask,
+                check,
                 enc: Encoder::new(),
             };
-            engine::run(cs, &domain, &field, &mut io)?;
+            let chunk_roi = match &header.roi {
+                Some(h) => {
+                    engine::code_mask(cs, h.shared_mask, &mut io);
+                    Some(ChunkRoi {
+                        mask: &mask,
+                        d_out: h.d_out,
+                    })
+                }
+                None => None,
+            };
+            engine::run(cs, &domain, &field, chunk_roi, &mut io)?;
             Ok(io.enc.finish())
         })
         .collect::<Result<_, ResidualError>>()?;
 
     let mut out =
-        Vec::with_capacity(HEADER_BYTES + chunks.iter().map(|c| c.len() + 8).sum::<usize>());
+        Vec::with_capacity(header.bytes() + chunks.iter().map(|c| c.len() + 8).sum::<usize>());
     header.write(&mut out);
     stream::write_table(&mut out, &chunks)?;
     for c in &chunks {
@@ -371,7 +519,15 @@ impl<'a> Reader<'a> {
         let field = field_in_domain(&domain, prediction)?;
         let dec = rangecoder::Decoder::new(data).ok_or(ResidualError::CorruptChunk(index))?;
         let mut io = DecodeIo { dec };
-        let out = engine::run(cs, &domain, &field, &mut io)
+        let mask = match &self.header.roi {
+            Some(h) => engine::code_mask(cs, h.shared_mask, &mut io),
+            None => Vec::new(),
+        };
+        let roi = self.header.roi.map(|h| ChunkRoi {
+            mask: &mask,
+            d_out: h.d_out,
+        });
+        let out = engine::run(cs, &domain, &field, roi, &mut io)
             .map_err(|_| ResidualError::CorruptChunk(index))?;
         if !io.dec.finish() {
             return Err(ResidualError::CorruptChunk(index));

@@ -9,10 +9,16 @@ use std::ops::Range;
 
 /// First four bytes of a residual stream ("MIRS": medinr residual stream).
 pub const MAGIC: [u8; 4] = *b"MIRS";
-/// The layout version this code reads and writes.
+/// The layout version of a stream without a region of interest (written for every such
+/// stream, so older readers keep reading it).
 pub const VERSION: u8 = 1;
-/// Bytes of the fixed header.
+/// The layout version of a stream with a region of interest (flag bit 1, the 24-byte ROI
+/// extension of the header, a mask per chunk). Version-1 readers refuse it by its version.
+pub const VERSION_ROI: u8 = 2;
+/// Bytes of the fixed header (version 1).
 pub const HEADER_BYTES: usize = 56;
+/// Bytes of the ROI extension that follows the fixed header in a version-2 stream.
+pub const ROI_EXTENSION_BYTES: usize = 24;
 /// Bytes of one chunk-table entry (length and CRC-32, both u32).
 pub const TABLE_ENTRY_BYTES: usize = 8;
 /// Most voxels a stream may describe.
@@ -24,6 +30,25 @@ const DOMAIN_INTEGER: u8 = 0;
 const DOMAIN_FLOAT_LATTICE: u8 = 1;
 const DOMAIN_FLOAT_BITS: u8 = 2;
 const FLAG_FIELD: u8 = 1;
+const FLAG_ROI: u8 = 2;
+const FLAG_SHARED_MASK: u8 = 4;
+
+/// The region-of-interest part of a version-2 header: a second, looser bound outside a mask
+/// that every chunk codes before its residuals.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoiHeader {
+    /// Quantizer half-width outside the mask (inside it is the domain's `d`: the integer
+    /// domain's bound, 0 for the float lattice).
+    pub d_out: i64,
+    /// The bound guaranteed inside the mask, in stored units (informative: the decoder does
+    /// not need it; 0 = exact).
+    pub bound_in: f64,
+    /// The bound guaranteed outside the mask (informative).
+    pub bound_out: f64,
+    /// One mask for every frame (coded in the first frame of each chunk only), else a mask
+    /// per frame.
+    pub shared_mask: bool,
+}
 
 /// The header: what the stream codes and how it is cut into chunks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,6 +62,8 @@ pub struct StreamHeader {
     pub chunk_z: usize,
     /// Frames per chunk (the last may have fewer).
     pub chunk_t: usize,
+    /// A region of interest with its own bound (version 2), or none (version 1).
+    pub roi: Option<RoiHeader>,
 }
 
 /// The part of the scan a chunk covers: all of x and y, slices `z`, frames `t`.
@@ -47,6 +74,11 @@ pub struct ChunkRegion {
 }
 
 impl StreamHeader {
+    /// Bytes of the header: 56, plus the ROI extension when there is one.
+    pub fn bytes(&self) -> usize {
+        HEADER_BYTES + self.roi.map_or(0, |_| ROI_EXTENSION_BYTES)
+    }
+
     /// Chunks along z and along t.
     pub fn chunk_grid(&self) -> (usize, usize) {
         (
@@ -109,20 +141,59 @@ impl StreamHeader {
             }
             Domain::FloatBits => {}
         }
+        if let Some(roi) = &self.roi {
+            let d = self.domain.d();
+            let informative_ok = roi.bound_in.is_finite()
+                && roi.bound_out.is_finite()
+                && 0.0 <= roi.bound_in
+                && roi.bound_in <= roi.bound_out;
+            match self.domain {
+                Domain::FloatBits => {
+                    return Err(ResidualError::Invalid(
+                        "a region of interest needs a bound outside it",
+                    ))
+                }
+                _ if !(d..=MAX_BOUND).contains(&roi.d_out) => {
+                    return Err(ResidualError::InvalidBound(roi.d_out as f64))
+                }
+                Domain::Integer { .. }
+                    if roi.bound_in != d as f64 || roi.bound_out != roi.d_out as f64 =>
+                {
+                    return Err(ResidualError::Invalid(
+                        "region-of-interest bounds differ from the quantizer's",
+                    ))
+                }
+                _ if !informative_ok => {
+                    return Err(ResidualError::Invalid("invalid region-of-interest bounds"))
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
-    /// Appends the 56 header bytes.
+    /// Appends the header bytes (56, or 80 with a region of interest).
     pub fn write(&self, out: &mut Vec<u8>) {
         let (code, lo, hi, bound) = match self.domain {
             Domain::Integer { lo, hi, d } => (DOMAIN_INTEGER, lo, hi, d as u64),
             Domain::FloatLattice { bound } => (DOMAIN_FLOAT_LATTICE, 0, 0, bound.to_bits()),
             Domain::FloatBits => (DOMAIN_FLOAT_BITS, 0, 0, 0),
         };
+        let mut flags = if self.uses_field { FLAG_FIELD } else { 0 };
+        if let Some(roi) = &self.roi {
+            flags |= FLAG_ROI;
+            if roi.shared_mask {
+                flags |= FLAG_SHARED_MASK;
+            }
+        }
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        out.push(if self.roi.is_some() {
+            VERSION_ROI
+        } else {
+            VERSION
+        });
         out.push(code);
-        out.push(if self.uses_field { FLAG_FIELD } else { 0 });
+        out.push(flags);
         out.push(0);
         for n in self.shape {
             out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -132,6 +203,11 @@ impl StreamHeader {
         out.extend_from_slice(&lo.to_le_bytes());
         out.extend_from_slice(&hi.to_le_bytes());
         out.extend_from_slice(&bound.to_le_bytes());
+        if let Some(roi) = &self.roi {
+            out.extend_from_slice(&(roi.d_out as u64).to_le_bytes());
+            out.extend_from_slice(&roi.bound_in.to_bits().to_le_bytes());
+            out.extend_from_slice(&roi.bound_out.to_bits().to_le_bytes());
+        }
     }
 
     /// Parses and validates the header at the start of `bytes`.
@@ -142,8 +218,13 @@ impl StreamHeader {
         if bytes.len() < HEADER_BYTES {
             return Err(ResidualError::Truncated("header"));
         }
-        if bytes[4] != VERSION {
-            return Err(ResidualError::UnsupportedVersion(bytes[4]));
+        let version = bytes[4];
+        if version != VERSION && version != VERSION_ROI {
+            return Err(ResidualError::UnsupportedVersion(version));
+        }
+        let has_roi = version == VERSION_ROI;
+        if has_roi && bytes.len() < HEADER_BYTES + ROI_EXTENSION_BYTES {
+            return Err(ResidualError::Truncated("header"));
         }
         let u32_at =
             |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
@@ -153,7 +234,14 @@ impl StreamHeader {
             u64::from_le_bytes(b)
         };
         let (code, flags) = (bytes[5], bytes[6]);
-        if flags & !FLAG_FIELD != 0 || bytes[7] != 0 {
+        // Version 1 knows the field flag only; version 2 also the ROI flag (required) and
+        // the shared-mask flag.
+        let known = if has_roi {
+            FLAG_FIELD | FLAG_ROI | FLAG_SHARED_MASK
+        } else {
+            FLAG_FIELD
+        };
+        if flags & !known != 0 || (flags & FLAG_ROI != 0) != has_roi || bytes[7] != 0 {
             return Err(ResidualError::Invalid("unknown flags"));
         }
         let (lo, hi, bound) = (u64_at(32) as i64, u64_at(40) as i64, u64_at(48));
@@ -183,6 +271,13 @@ impl StreamHeader {
             uses_field: flags & FLAG_FIELD != 0,
             chunk_z: u32_at(24) as usize,
             chunk_t: u32_at(28) as usize,
+            roi: has_roi.then(|| RoiHeader {
+                // Validated below (a value beyond i64 becomes negative and is refused).
+                d_out: u64_at(56) as i64,
+                bound_in: f64::from_bits(u64_at(64)),
+                bound_out: f64::from_bits(u64_at(72)),
+                shared_mask: flags & FLAG_SHARED_MASK != 0,
+            }),
         };
         header.validate()?;
         Ok(header)
@@ -216,11 +311,12 @@ pub fn write_table(out: &mut Vec<u8>, chunks: &[Vec<u8>]) -> Result<(), Residual
 /// exactly fill the rest of `bytes`.
 pub fn read_table(bytes: &[u8], header: &StreamHeader) -> Result<Vec<ChunkEntry>, ResidualError> {
     let count = header.chunk_count();
-    let rest = bytes.len() - HEADER_BYTES;
+    let start = header.bytes();
+    let rest = bytes.len() - start;
     if rest < INDEX_CRC_BYTES || count > (rest - INDEX_CRC_BYTES) / TABLE_ENTRY_BYTES {
         return Err(ResidualError::Truncated("chunk table"));
     }
-    let index_end = HEADER_BYTES + count * TABLE_ENTRY_BYTES;
+    let index_end = start + count * TABLE_ENTRY_BYTES;
     let c = index_end;
     let stored = u32::from_le_bytes([bytes[c], bytes[c + 1], bytes[c + 2], bytes[c + 3]]);
     if crc32fast::hash(&bytes[..index_end]) != stored {
@@ -229,7 +325,7 @@ pub fn read_table(bytes: &[u8], header: &StreamHeader) -> Result<Vec<ChunkEntry>
     let mut pos = index_end + INDEX_CRC_BYTES;
     let mut table = Vec::with_capacity(count);
     for c in 0..count {
-        let o = HEADER_BYTES + c * TABLE_ENTRY_BYTES;
+        let o = start + c * TABLE_ENTRY_BYTES;
         let len = u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize;
         let crc = u32::from_le_bytes([bytes[o + 4], bytes[o + 5], bytes[o + 6], bytes[o + 7]]);
         let end = pos

@@ -540,3 +540,372 @@ fn a_huge_bound_is_capped_or_refused_never_a_crash() {
         assert!(max_error(&orig, &decoded) <= d as f64);
     }
 }
+
+// ---- Region of interest -------------------------------------------------------------------
+
+/// A random mask (about `percent` % inside, in clumps so the mask coder sees structure).
+fn random_mask(len: usize, percent: u64, seed: u64) -> Vec<bool> {
+    let mut rng = Rng(seed | 1);
+    let mut inside = false;
+    (0..len)
+        .map(|_| {
+            // Flip with a small probability: runs of inside and outside voxels.
+            let flip = if inside { 100 - percent } else { percent };
+            if rng.next() % 1000 < flip.max(1) {
+                inside = !inside;
+            }
+            inside
+        })
+        .collect()
+}
+
+/// Encodes with a region of interest, decodes, and checks both bounds on every voxel
+/// (`mask` may be one frame long: then it holds for every frame). Returns the stream.
+fn check_roi(
+    orig: &[f32],
+    field: Option<&[f32]>,
+    shape: [usize; 4],
+    kind: Kind,
+    (d_out, d_in): (f64, f64),
+    mask: &[bool],
+    options: &Options,
+) -> Vec<u8> {
+    let roi = Roi {
+        mask,
+        max_error: d_in,
+    };
+    let mode = Mode::Bound { max_error: d_out };
+    let bytes = encode_roi(orig, field, shape, mode, kind, &roi, options).unwrap();
+    let back = decode(&bytes, field).unwrap();
+    let frame = shape[0] * shape[1] * shape[2];
+    let integer = matches!(kind, Kind::Integer { .. });
+    let (bi, bo) = if integer {
+        (d_in.floor(), d_out.floor())
+    } else {
+        (d_in, d_out)
+    };
+    for (i, (&x, &y)) in orig.iter().zip(&back).enumerate() {
+        let inside = mask[if mask.len() == frame { i % frame } else { i }];
+        if !x.is_finite() || (inside && bi == 0.0) {
+            assert_eq!(x.to_bits(), y.to_bits(), "voxel {i} (inside {inside})");
+            continue;
+        }
+        let err = (x as f64 - y as f64).abs();
+        let bound = if inside { bi } else { bo };
+        assert!(
+            err <= bound,
+            "voxel {i}: {x} vs {y}, inside {inside}, bound {bound}"
+        );
+    }
+    bytes
+}
+
+#[test]
+fn roi_bounds_hold_inside_and_outside_integer() {
+    let shape = [13, 11, 9, 1];
+    let kind = Kind::Integer { min: 0, max: 4000 };
+    let (orig, field) = synthetic(shape, 0, 4000, 41);
+    let options = Options {
+        chunk_z: 4,
+        chunk_t: 1,
+    };
+    for (seed, percent) in [(1, 5), (2, 30), (3, 0), (4, 100)] {
+        let mask = match percent {
+            0 => vec![false; orig.len()],
+            100 => vec![true; orig.len()],
+            _ => random_mask(orig.len(), percent, seed),
+        };
+        for f in [Some(field.as_slice()), None] {
+            for bounds in [(16.0, 1.0), (16.0, 0.0), (7.9, 2.5), (3.0, 3.0)] {
+                let bytes = check_roi(&orig, f, shape, kind, bounds, &mask, &options);
+                let h = *Reader::open(&bytes).unwrap().header();
+                let roi = h.roi.expect("a ROI stream");
+                assert_eq!(bytes[4], stream::VERSION_ROI);
+                assert_eq!(h.domain.d(), bounds.1.floor() as i64);
+                assert_eq!(roi.d_out, bounds.0.floor() as i64);
+                assert!(!roi.shared_mask);
+            }
+        }
+    }
+}
+
+#[test]
+fn roi_bounds_hold_inside_and_outside_float() {
+    let mut rng = Rng(17);
+    let shape = [9, 8, 6, 1];
+    let mut orig: Vec<f32> = (0..432)
+        .map(|i| (i as f32 * 0.1).cos() * 50.0 + rng.noise(100) as f32 * 1e-3)
+        .collect();
+    orig[10] = f32::NAN;
+    orig[11] = 3e38;
+    orig[12] = -f32::INFINITY;
+    let field: Vec<f32> = orig.iter().map(|&v| v * 0.9).collect();
+    let mask = random_mask(orig.len(), 20, 9);
+    for bounds in [
+        (1.0, 0.01),
+        (16.0, 0.0),
+        (0.5, 0.5),
+        (2.0, 1e-6),
+        (1e-3, 0.0),
+    ] {
+        for f in [Some(field.as_slice()), None] {
+            check_roi(
+                &orig,
+                f,
+                shape,
+                Kind::Float,
+                bounds,
+                &mask,
+                &Options::default(),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tight_roi_costs_less_than_the_tight_bound_everywhere() {
+    let shape = [32, 32, 16, 1];
+    let kind = Kind::Integer { min: 0, max: 4000 };
+    let (orig, field) = synthetic(shape, 0, 4000, 5);
+    let mut mask = vec![false; orig.len()];
+    for z in 4..8 {
+        for y in 8..16 {
+            for x in 8..16 {
+                mask[(z * 32 + y) * 32 + x] = true;
+            }
+        }
+    }
+    let options = Options::default();
+    let tight = encode_with(&orig, Some(&field), shape, Mode::Lossless, kind, &options).unwrap();
+    let loose = encode_with(
+        &orig,
+        Some(&field),
+        shape,
+        Mode::Bound { max_error: 16.0 },
+        kind,
+        &options,
+    )
+    .unwrap();
+    let roi = check_roi(
+        &orig,
+        Some(&field),
+        shape,
+        kind,
+        (16.0, 0.0),
+        &mask,
+        &options,
+    );
+    assert!(
+        roi.len() < loose.len() + (tight.len() - loose.len()) / 4,
+        "roi {} loose {} tight {}",
+        roi.len(),
+        loose.len(),
+        tight.len()
+    );
+}
+
+#[test]
+fn roi_4d_with_a_3d_mask_and_with_a_4d_mask() {
+    let shape = [10, 9, 7, 5];
+    let kind = Kind::Integer { min: 0, max: 1000 };
+    let (orig, field) = synthetic(shape, 0, 1000, 23);
+    let options = Options {
+        chunk_z: 3,
+        chunk_t: 2,
+    };
+    let frame = 10 * 9 * 7;
+    let mask3 = random_mask(frame, 10, 3);
+    let mask4 = random_mask(frame * 5, 10, 4);
+    let shared = check_roi(
+        &orig,
+        Some(&field),
+        shape,
+        kind,
+        (8.0, 1.0),
+        &mask3,
+        &options,
+    );
+    assert!(
+        Reader::open(&shared)
+            .unwrap()
+            .header()
+            .roi
+            .unwrap()
+            .shared_mask
+    );
+    // The same 3D mask repeated for every frame decodes the same, coded per frame.
+    let repeated: Vec<bool> = (0..5).flat_map(|_| mask3.iter().copied()).collect();
+    let per_frame = check_roi(
+        &orig,
+        Some(&field),
+        shape,
+        kind,
+        (8.0, 1.0),
+        &repeated,
+        &options,
+    );
+    assert!(
+        !Reader::open(&per_frame)
+            .unwrap()
+            .header()
+            .roi
+            .unwrap()
+            .shared_mask
+    );
+    assert_eq!(
+        decode(&shared, Some(&field)).unwrap(),
+        decode(&per_frame, Some(&field)).unwrap()
+    );
+    assert!(shared.len() <= per_frame.len());
+    check_roi(&orig, None, shape, kind, (8.0, 0.0), &mask4, &options);
+    // A mask of neither length is refused.
+    let roi = Roi {
+        mask: &mask3[1..],
+        max_error: 1.0,
+    };
+    let mode = Mode::Bound { max_error: 8.0 };
+    assert!(matches!(
+        encode_roi(&orig, None, shape, mode, kind, &roi, &options),
+        Err(ResidualError::LengthMismatch { what: "mask", .. })
+    ));
+}
+
+#[test]
+fn a_roi_chunk_decodes_alone_to_its_part_of_the_scan() {
+    let shape = [12, 10, 11, 5];
+    let kind = Kind::Integer { min: 0, max: 1000 };
+    let (orig, field) = synthetic(shape, 0, 1000, 29);
+    let options = Options {
+        chunk_z: 4,
+        chunk_t: 2,
+    };
+    let mask = random_mask(12 * 10 * 11, 15, 8);
+    let bytes = check_roi(
+        &orig,
+        Some(&field),
+        shape,
+        kind,
+        (6.0, 0.0),
+        &mask,
+        &options,
+    );
+    let full = decode(&bytes, Some(&field)).unwrap();
+    let reader = Reader::open(&bytes).unwrap();
+    for c in 0..reader.chunk_count() {
+        let region = reader.chunk_region(c).unwrap();
+        let pick = |v: &[f32]| -> Vec<f32> {
+            region_ranges(shape, &region)
+                .flat_map(|r| v[r].to_vec())
+                .collect()
+        };
+        assert_eq!(
+            reader.decode_chunk(c, Some(&pick(&field))).unwrap(),
+            pick(&full)
+        );
+    }
+}
+
+#[test]
+fn roi_arguments_and_headers_are_checked() {
+    let shape = [6, 5, 4, 1];
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let (orig, _) = synthetic(shape, 0, 255, 3);
+    let mask = random_mask(orig.len(), 20, 5);
+    let o = Options::default();
+    let roi = |max_error| Roi {
+        mask: &mask,
+        max_error,
+    };
+    let bound = Mode::Bound { max_error: 4.0 };
+    assert_eq!(
+        encode_roi(&orig, None, shape, Mode::Lossless, kind, &roi(0.0), &o),
+        Err(ResidualError::RoiNeedsBound)
+    );
+    assert!(matches!(
+        encode_roi(&orig, None, shape, bound, kind, &roi(5.0), &o),
+        Err(ResidualError::RoiBoundAboveOuter { .. })
+    ));
+    assert!(matches!(
+        encode_roi(&orig, None, shape, bound, kind, &roi(f64::NAN), &o),
+        Err(ResidualError::InvalidBound(_))
+    ));
+    let zero = Mode::Bound { max_error: 0.0 };
+    assert!(encode_roi(&orig, None, shape, zero, Kind::Float, &roi(0.0), &o).is_err());
+
+    // Header checks: fix the CRC after each edit so that the header rule itself refuses.
+    let bytes = encode_roi(&orig, None, shape, bound, kind, &roi(1.0), &o).unwrap();
+    assert!(decode(&bytes, None).is_ok());
+    let table_end = stream::HEADER_BYTES + stream::ROI_EXTENSION_BYTES + stream::TABLE_ENTRY_BYTES;
+    let edited = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.clone();
+        f(&mut b);
+        let crc = crc32fast::hash(&b[..table_end]);
+        b[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
+        decode(&b, None)
+    };
+    // Version 2 without the ROI flag, version 1 with it, an unknown flag, version 3.
+    assert!(edited(&|b| b[6] &= !2).is_err());
+    assert!(edited(&|b| b[4] = 1).is_err());
+    assert!(edited(&|b| b[6] |= 8).is_err());
+    assert_eq!(
+        edited(&|b| b[4] = 3),
+        Err(ResidualError::UnsupportedVersion(3))
+    );
+    // d_out below the inside d, above MAX_BOUND, and informative bounds that disagree.
+    assert!(edited(&|b| b[56..64].copy_from_slice(&0u64.to_le_bytes())).is_err());
+    assert!(edited(&|b| b[56..64].copy_from_slice(&u64::MAX.to_le_bytes())).is_err());
+    assert!(edited(&|b| b[64..72].copy_from_slice(&7f64.to_bits().to_le_bytes())).is_err());
+    // The untouched stream still decodes through the same edit path.
+    assert!(edited(&|_| {}).is_ok());
+    // Truncated inside the extension.
+    assert!(decode(&bytes[..70], None).is_err());
+}
+
+#[test]
+fn streams_without_a_roi_are_unchanged() {
+    // Version 1, 56-byte header, no ROI: the documented example is still reproduced (see
+    // the_documented_example_stream_is_reproduced); here the header round trip.
+    let shape = [6, 5, 4, 1];
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let (orig, _) = synthetic(shape, 0, 255, 3);
+    let bytes = encode(&orig, None, shape, Mode::Bound { max_error: 2.0 }, kind).unwrap();
+    assert_eq!(bytes[4], stream::VERSION);
+    assert_eq!(bytes[6], 0);
+    assert!(Reader::open(&bytes).unwrap().header().roi.is_none());
+}
+
+#[test]
+fn corrupt_roi_chunk_data_with_a_valid_checksum_never_panics() {
+    // As corrupt_chunk_data_with_a_valid_checksum_never_panics, for a version-2 stream: the
+    // mask and the two quantizers come from crafted bytes.
+    let shape = [10, 9, 8, 2];
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let (orig, field) = synthetic(shape, 0, 255, 36);
+    let mask = random_mask(10 * 9 * 8, 20, 6);
+    let roi = Roi {
+        mask: &mask,
+        max_error: 0.0,
+    };
+    let mode = Mode::Bound { max_error: 9.0 };
+    let options = Options {
+        chunk_z: 8,
+        chunk_t: 2,
+    };
+    let bytes = encode_roi(&orig, Some(&field), shape, mode, kind, &roi, &options).unwrap();
+    let header = stream::HEADER_BYTES + stream::ROI_EXTENSION_BYTES;
+    let crc_at = header + 4;
+    let data_start = header + stream::TABLE_ENTRY_BYTES + stream::INDEX_CRC_BYTES;
+    let mut rng = Rng(78);
+    for _ in 0..200 {
+        let mut b = bytes.clone();
+        let at = data_start + (rng.next() as usize % (b.len() - data_start));
+        b[at] ^= 1 << (rng.next() % 8);
+        let crc = crc32fast::hash(&b[data_start..]);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        let index_crc = crc32fast::hash(&b[..crc_at + 4]);
+        b[crc_at + 4..data_start].copy_from_slice(&index_crc.to_le_bytes());
+        if let Ok(v) = decode(&b, Some(&field)) {
+            assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
+        }
+    }
+}
