@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")"
 SECS=${1:-120}
 mkdir -p logs
-for t in container_raw:minr container_framed:minr decoder_framed:minr entropy:entropy residual:residual nifti:nifti; do
+for t in container_raw:minr container_framed:minr decoder_framed:minr entropy:entropy residual:residual nifti:nifti dicom:dicom; do
   name=${t%%:*}; seeds=seeds/${t#*:}
   mkdir -p corpus/$name
   RUSTC_BOOTSTRAP=1 cargo fuzz run -O $name corpus/$name $seeds -- \

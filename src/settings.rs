@@ -192,7 +192,7 @@ pub struct ArchitectureSettings {
     /// 4D scans: the fraction of grid levels that are static — one cell along time, full
     /// spatial resolution — so the anatomy (temporal mean, slow drift) is held apart from
     /// what varies; the other levels span space and time (`FieldConfig::for_series`).
-    /// 0 = every level spans time (the joint layout). Default 0.
+    /// 0 = every level spans time (the joint layout). Default 0.5 (results/timeseries/static_levels.md).
     pub static_level_fraction: f64,
 }
 
@@ -220,7 +220,7 @@ impl Default for ArchitectureSettings {
         ArchitectureSettings {
             default,
             small_below: 40_000,
-            static_level_fraction: 0.0,
+            static_level_fraction: 0.5,
             small,
             tiny_below: 4_000,
             tiny,
