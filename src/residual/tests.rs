@@ -206,9 +206,10 @@ fn float_lossless_keeps_every_bit() {
     }
 }
 
-#[test]
-fn float_bound_holds_with_escapes() {
-    let mut rng = Rng(11);
+/// A small float scan (9×8×6) with NaN, a huge value and −∞ among smooth noisy values, and a
+/// field prediction 10 % off.
+fn float_scan_with_escapes(seed: u64) -> ([usize; 4], Vec<f32>, Vec<f32>) {
+    let mut rng = Rng(seed);
     let shape = [9, 8, 6, 1];
     let mut orig: Vec<f32> = (0..432)
         .map(|i| (i as f32 * 0.1).cos() * 50.0 + rng.noise(100) as f32 * 1e-3)
@@ -217,6 +218,12 @@ fn float_bound_holds_with_escapes() {
     orig[11] = 3e38;
     orig[12] = -f32::INFINITY;
     let field: Vec<f32> = orig.iter().map(|&v| v * 0.9).collect();
+    (shape, orig, field)
+}
+
+#[test]
+fn float_bound_holds_with_escapes() {
+    let (shape, orig, field) = float_scan_with_escapes(11);
     for d in [1e-6, 0.01, 1.0, 16.0] {
         for f in [Some(field.as_slice()), None] {
             let bytes = encode(&orig, f, shape, Mode::Bound { max_error: d }, Kind::Float).unwrap();
@@ -631,15 +638,7 @@ fn roi_bounds_hold_inside_and_outside_integer() {
 
 #[test]
 fn roi_bounds_hold_inside_and_outside_float() {
-    let mut rng = Rng(17);
-    let shape = [9, 8, 6, 1];
-    let mut orig: Vec<f32> = (0..432)
-        .map(|i| (i as f32 * 0.1).cos() * 50.0 + rng.noise(100) as f32 * 1e-3)
-        .collect();
-    orig[10] = f32::NAN;
-    orig[11] = 3e38;
-    orig[12] = -f32::INFINITY;
-    let field: Vec<f32> = orig.iter().map(|&v| v * 0.9).collect();
+    let (shape, orig, field) = float_scan_with_escapes(17);
     let mask = random_mask(orig.len(), 20, 9);
     for bounds in [
         (1.0, 0.01),

@@ -1,6 +1,7 @@
 //! Voxel-to-world geometry of a [`Header`]: the NIfTI affine, and moving a scan onto a
 //! different grid over the same field of view.
 
+use super::header::check_new_shape;
 use super::{Header, VolumeError};
 use std::path::PathBuf;
 
@@ -206,9 +207,7 @@ impl Header {
             shape,
             reason,
         };
-        if shape.contains(&0) {
-            return Err(invalid("every axis needs at least 1 voxel".into()));
-        }
+        check_new_shape(shape, self.datatype())?;
         let limit = if self.is_nifti2() {
             i64::MAX as usize
         } else {
@@ -219,11 +218,6 @@ impl Header {
                 "axis length {n} exceeds the header's limit {limit}"
             )));
         }
-        shape
-            .iter()
-            .try_fold(self.datatype().bytes(), |acc, &n| acc.checked_mul(n))
-            .ok_or_else(|| invalid("voxel data size overflows".into()))?;
-
         let old = self.shape();
         let mut out = self.clone();
         let mut dim = self.dim();

@@ -273,13 +273,7 @@ impl Header {
             shape,
             reason,
         };
-        if shape.contains(&0) {
-            return Err(invalid("every axis needs at least 1 voxel".into()));
-        }
-        shape
-            .iter()
-            .try_fold(datatype.bytes(), |acc, &n| acc.checked_mul(n))
-            .ok_or_else(|| invalid("voxel data size overflows".into()))?;
+        check_new_shape(shape, datatype)?;
         let nifti2 = shape.iter().any(|&n| n > i16::MAX as usize);
         if shape.iter().any(|&n| n > i64::MAX as usize) {
             return Err(invalid("an axis is too long for NIfTI".into()));
@@ -525,4 +519,22 @@ pub(crate) fn shape_of(dim: &[i64; 8]) -> Result<[usize; 4], VolumeError> {
         }
     }
     Ok(shape)
+}
+
+/// The checks every new shape passes, whatever the header: no empty axis, and a voxel data
+/// size that fits in memory's address range.
+pub(super) fn check_new_shape(shape: [usize; 4], datatype: DataType) -> Result<(), VolumeError> {
+    let invalid = |reason: &str| VolumeError::InvalidShape {
+        file: PathBuf::new(),
+        shape,
+        reason: reason.into(),
+    };
+    if shape.contains(&0) {
+        return Err(invalid("every axis needs at least 1 voxel"));
+    }
+    shape
+        .iter()
+        .try_fold(datatype.bytes(), |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| invalid("voxel data size overflows"))?;
+    Ok(())
 }
