@@ -132,7 +132,7 @@ struct CompressArgs {
     /// Print the report as JSON on stdout (no progress bar).
     #[arg(long)]
     json: bool,
-    /// No progress bar.
+    /// Print nothing on success (no progress bar, no report), like the other commands' -q.
     #[arg(short, long)]
     quiet: bool,
     /// Region of interest: a NIfTI mask on the scan's grid (nonzero = inside; 3D, applied to
@@ -896,7 +896,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
     write_atomic(&a.output, &bytes, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+    } else if !a.quiet {
         let q = &report.quality;
         println!(
             "{} -> {}: {} bytes, {:.4} bpv, ratio {:.1}:1\n  PSNR {:.2} dB  SSIM {:.4}  max abs error {}  MAE {:.3}  (physical units; before quantization {:.2} dB)\n  fit {:.1} s ({} steps), total {:.1} s, {} parameters",

@@ -43,6 +43,7 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 /// What one run of the binary did.
+#[derive(Debug)]
 struct Run {
     args: String,
     code: i32,
@@ -1572,7 +1573,30 @@ fn cli_says_what_it_did_and_documents_itself() {
     assert!(run.stderr.contains("wrote"), "{}", run.stderr);
     let run = slice(&minr, &dir.path().join("s.png"), &[]).ok();
     assert!(run.stderr.contains("wrote"), "{}", run.stderr);
-    decompress(&minr, &dir.path().join("q.nii"), &["-q"]).ok();
+    let quiet = decompress(&minr, &dir.path().join("q.nii"), &["-q"]).ok();
+    assert!(
+        quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+        "{quiet:?}"
+    );
+    // -q means the same for compress: nothing on success.
+    let input = data(BE_MRI);
+    let q_minr = dir.path().join("q.minr");
+    let quiet = medinr([
+        OsStr::new("compress"),
+        input.as_os_str(),
+        OsStr::new("-o"),
+        q_minr.as_os_str(),
+        OsStr::new("-q"),
+        OsStr::new("--effort"),
+        OsStr::new(EFFORT),
+        OsStr::new("--bpv"),
+        OsStr::new("2"),
+    ])
+    .ok();
+    assert!(
+        quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+        "{quiet:?}"
+    );
     let text = medinr([OsStr::new("info"), minr.as_os_str()]).ok().stdout;
     let scan = text.lines().find(|l| l.starts_with("scan")).unwrap();
     assert_eq!(scan.matches('×').count(), 3 + 2, "{scan}");
