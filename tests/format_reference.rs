@@ -1148,6 +1148,7 @@ fn scan_values(scan: Scan) -> ([usize; 4], Vec<f32>) {
 }
 
 /// A minimal little-endian NIfTI-1 (unit spacing) of `shape` holding `bytes` of `datatype`.
+#[cfg(feature = "train")]
 fn nifti1(shape: [usize; 4], datatype: i16, bitpix: i16, bytes: &[u8]) -> Vec<u8> {
     let mut file = vec![0u8; 352];
     let put = |f: &mut [u8], off: usize, b: &[u8]| f[off..off + b.len()].copy_from_slice(b);
