@@ -1420,6 +1420,29 @@ fn reference_residual_decoder_matches_medinr_on_committed_files() {
             a.max_abs,
             a.first_difference
         );
+        // A box across chunk boundaries decodes (through the chunks it touches) to the same
+        // values as the whole scan there.
+        let [nx, ny, nz, nt] = theirs.shape();
+        let (start, end) = (
+            [1, 2, nz / 4, nt / 4],
+            [nx - 1, ny - 1, nz - nz / 4, nt - nt / 4],
+        );
+        let cropped = decoder.decode_box(start, end).unwrap();
+        let mut want = Vec::new();
+        for t in start[3]..end[3] {
+            for z in start[2]..end[2] {
+                for y in start[1]..end[1] {
+                    let row = ((t * nz + z) * ny + y) * nx;
+                    want.extend_from_slice(&ours.values[row + start[0]..row + end[0]]);
+                }
+            }
+        }
+        assert_eq!(
+            compare(&want, &cropped.data).identical,
+            want.len(),
+            "{} box",
+            f.name
+        );
         // Other grids are the field alone.
         let field = Field::from_bytes(&bytes).unwrap();
         let resampled = compare(
