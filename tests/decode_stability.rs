@@ -1,7 +1,8 @@
 //! Files written by earlier medinr builds must keep decoding to exactly the same voxels.
 //!
-//! `tests/fixtures/*.minr` were written by the format-version-1 encoder (commit e799944,
-//! `medinr compress data/<scan> --bpv 1 --effort 0.2 --seed 7`). Each is decoded through the
+//! The three files below in `tests/fixtures` were written by the format-version-1 encoder
+//! (commit e799944, `medinr compress data/<scan> --bpv 1 --effort 0.2 --seed 7`); the
+//! `resi_*.minr` files beside them are `tests/format_reference.rs`'s residual fixtures. Each is decoded through the
 //! real CLI, on its own grid and resampled to 20×17×9, and the output NIfTI bytes are compared
 //! with the FNV-1a-64 digests that build produced. A change to the evaluator, the dequantizer,
 //! the entropy decoder or the NIfTI writer that moves a single bit fails here.

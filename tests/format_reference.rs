@@ -16,6 +16,15 @@
 //! picks the FMA instruction at run time where the CPU has one and a software fallback
 //! elsewhere); `f32_mul_add_is_correctly_rounded` checks it against a software fma built here
 //! from f64 arithmetic, so the reference does not depend on the platform getting `fma` right.
+//!
+//! The residual layer (`RESI`, chapter "Residual layer") is reimplemented in
+//! `format_reference/residual.rs`, again from the document alone: the stream header and its
+//! validation, the chunk table, the range decoder, the binarisation, the closed-loop
+//! prediction with and without the field, the integer, float-lattice and float-bits domains,
+//! and stream version 2's region of interest. Committed files (`tests/fixtures/resi_*.minr`,
+//! bounded, lossless and region-of-interest, integer and float, 3D and 4D) must decode to the
+//! same stored values, bit for bit, as medinr decodes them, and within their bound of the
+//! original scan; edited streams must be refused by both decoders alike.
 
 // The reference decoder is deliberately written as index loops mirroring the document's
 // formulas.
@@ -24,11 +33,13 @@
 use std::io::Read;
 use std::path::Path;
 
+#[path = "format_reference/residual.rs"]
+mod residual;
+
 use medinr::decoder::Decoder;
 #[cfg(feature = "train")]
 use medinr::encoder::{encode, EncodeOptions, RateTarget, Silent};
 use medinr::format::decode_symbols;
-#[cfg(feature = "train")]
 use medinr::volume::read_nifti;
 
 // ---------------------------------------------------------------------------------------------
@@ -124,7 +135,7 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
     r.pos = 8;
     let major = r.u16("major")?;
     let _minor = r.u16("minor")?;
-    if major != 1 {
+    if !(1..=2).contains(&major) {
         return Err(format!("format {major}.x"));
     }
     let mut sections: Sections<'_> = Vec::new();
@@ -158,8 +169,11 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
             return Ok(sections);
         }
         if tag[0].is_ascii_uppercase() {
-            if ![*b"HEAD", *b"NIFT", *b"TENS"].contains(&tag) {
+            if ![*b"HEAD", *b"NIFT", *b"TENS", *b"RESI"].contains(&tag) {
                 return Err("unknown critical section".into());
+            }
+            if &tag == b"RESI" && major == 1 {
+                return Err("RESI in a format 1.x file".into());
             }
             if sections.iter().any(|(t, _)| *t == tag) {
                 return Err("duplicate critical section".into());
@@ -1038,4 +1052,711 @@ fn f32_mul_add_is_correctly_rounded() {
     // The cases do exercise the single rounding.
     println!("{unfused_differs} cases where a multiply then an add differs");
     assert!(unfused_differs > 10_000, "{unfused_differs}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The residual layer (chapter "Residual layer"), decoded by `format_reference/residual.rs`.
+
+/// What the reference decoder makes of a file on its original grid.
+struct Decoded {
+    values: Vec<f32>,
+    /// The region of interest's mask (version 2), x fastest over the whole scan.
+    mask: Option<Vec<bool>>,
+    /// `(version, domain, has_field, shared mask, chunks, escaped voxels)` of the stream.
+    stream: Option<(u8, u8, bool, bool, usize, usize)>,
+    /// Version 2: the informative `bound_in`, `bound_out`.
+    bounds: Option<(f64, f64)>,
+}
+
+/// The stored values of a file on its original grid: the field, plus the residual layer
+/// where the file has one.
+fn reference_decode(bytes: &[u8]) -> Result<Decoded, String> {
+    let field = Field::from_bytes(bytes)?;
+    let sections = parse_container(bytes)?;
+    let shape = field.head.shape.map(|n| n as usize);
+    let Some(resi) = sections.iter().find(|(t, _)| t == b"RESI").map(|(_, p)| *p) else {
+        return Ok(Decoded {
+            values: field.decode(shape),
+            mask: None,
+            stream: None,
+            bounds: None,
+        });
+    };
+    let stream = residual::Stream::parse(resi)?;
+    if stream.shape != shape {
+        return Err("RESI shape differs from HEAD".into());
+    }
+    let prediction = stream.has_field.then(|| field.decode(shape));
+    let nz = shape[2];
+    let slice = shape[0] * shape[1];
+    let at = |t: usize, z: usize| (t * nz + z) * slice;
+    let mut values = vec![0f32; shape.iter().product()];
+    let mut mask = (stream.version == 2).then(|| vec![false; values.len()]);
+    let mut escaped = 0;
+    for c in 0..stream.chunk_count() {
+        let (z0, z1, t0, t1) = stream.chunk_region(c);
+        let slices = || (t0..t1).flat_map(|t| (z0..z1).map(move |z| at(t, z)));
+        let p: Option<Vec<f32>> = prediction.as_ref().map(|p| {
+            slices()
+                .flat_map(|s| p[s..s + slice].iter().copied())
+                .collect()
+        });
+        let chunk = stream.decode_chunk(c, p.as_deref())?;
+        escaped += chunk.escaped;
+        for (k, s) in slices().enumerate() {
+            values[s..s + slice].copy_from_slice(&chunk.values[k * slice..(k + 1) * slice]);
+            if let (Some(mask), Some(m)) = (&mut mask, &chunk.mask) {
+                mask[s..s + slice].copy_from_slice(&m[k * slice..(k + 1) * slice]);
+            }
+        }
+    }
+    let summary = (
+        stream.version,
+        stream.domain,
+        stream.has_field,
+        stream.shared_mask,
+        stream.chunk_count(),
+        escaped,
+    );
+    Ok(Decoded {
+        values,
+        mask,
+        stream: Some(summary),
+        bounds: (stream.version == 2).then_some(stream.bounds),
+    })
+}
+
+/// A scan of the residual fixtures: one in `data/`, or one turned to f32 as `v·a + b`.
+#[derive(Clone, Copy)]
+enum Scan {
+    Data(&'static str),
+    Float(&'static str, f32, f32),
+}
+
+/// Shape and stored values of a scan.
+fn scan_values(scan: Scan) -> ([usize; 4], Vec<f32>) {
+    let (path, map) = match scan {
+        Scan::Data(path) => (path, None),
+        Scan::Float(path, a, b) => (path, Some((a, b))),
+    };
+    let volume = read_nifti(Path::new(path)).unwrap();
+    let data = match map {
+        None => volume.data.clone(),
+        Some((a, b)) => volume.data.iter().map(|&v| v * a + b).collect(),
+    };
+    (volume.shape(), data)
+}
+
+/// A minimal little-endian NIfTI-1 (unit spacing) of `shape` holding `bytes` of `datatype`.
+#[cfg(feature = "train")]
+fn nifti1(shape: [usize; 4], datatype: i16, bitpix: i16, bytes: &[u8]) -> Vec<u8> {
+    let mut file = vec![0u8; 352];
+    let put = |f: &mut [u8], off: usize, b: &[u8]| f[off..off + b.len()].copy_from_slice(b);
+    put(&mut file, 0, &348i32.to_le_bytes());
+    let dim0 = if shape[3] > 1 { 4 } else { 3 };
+    let [nx, ny, nz, nt] = shape.map(|n| n as i16);
+    for (k, d) in [dim0, nx, ny, nz, nt, 1, 1, 1].iter().enumerate() {
+        put(&mut file, 40 + 2 * k, &d.to_le_bytes());
+    }
+    put(&mut file, 70, &datatype.to_le_bytes());
+    put(&mut file, 72, &bitpix.to_le_bytes());
+    for k in 0..5 {
+        put(&mut file, 76 + 4 * k, &1f32.to_le_bytes()); // pixdim
+    }
+    put(&mut file, 108, &352f32.to_le_bytes()); // vox_offset
+    put(&mut file, 344, b"n+1\0");
+    file.extend(bytes);
+    file
+}
+
+/// A box `[x0, x1) × [y0, y1) × [z0, z1)` over a 3D grid, x fastest.
+fn box_mask(shape: [usize; 4], b: [(usize, usize); 3]) -> Vec<bool> {
+    let [nx, ny, nz, _] = shape;
+    let mut out = Vec::with_capacity(nx * ny * nz);
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let inside = |v: usize, (lo, hi): (usize, usize)| (lo..hi).contains(&v);
+                out.push(inside(x, b[0]) && inside(y, b[1]) && inside(z, b[2]));
+            }
+        }
+    }
+    out
+}
+
+/// A committed residual fixture: how it was written and what it must decode to.
+struct ResidualFixture {
+    name: &'static str,
+    scan: Scan,
+    /// `--max-error`, or `None` for `--lossless`.
+    max_error: Option<f64>,
+    /// `--roi-mask` (a 3D box) and `--roi-max-error`.
+    roi: Option<([(usize, usize); 3], f64)>,
+    /// The stream's version and domain code.
+    expect: (u8, u8),
+    /// Another grid, where the file decodes to the field alone.
+    other: [usize; 4],
+    /// `None`: written by `medinr compress`, whose encoder keeps the smaller of a residual
+    /// predicted from the field and one from decoded neighbours alone (on these small scans
+    /// always the latter). `Some((chunk_z, chunk_t))`: written through the library with the
+    /// residual predicted from a 2-bpv field, in chunks of that size, so the field
+    /// prediction and short last chunks are exercised too.
+    with_field: Option<(usize, usize)>,
+}
+
+const MRI: &str = "data/mri_small_bigendian_i16.nii";
+const FMRI: &str = "data/fmri_small_4d_f64.nii";
+
+const RESIDUAL_FIXTURES: [ResidualFixture; 9] = [
+    ResidualFixture {
+        name: "resi_mri_i16_d2",
+        scan: Scan::Data(MRI),
+        max_error: Some(2.0),
+        roi: None,
+        expect: (1, residual::INTEGER),
+        other: [20, 50, 13, 1],
+        with_field: None,
+    },
+    ResidualFixture {
+        name: "resi_mri_i16_roi",
+        scan: Scan::Data(MRI),
+        max_error: Some(8.0),
+        roi: Some(([(10, 22), (12, 28), (8, 16)], 1.0)),
+        expect: (2, residual::INTEGER),
+        other: [20, 50, 13, 1],
+        with_field: None,
+    },
+    ResidualFixture {
+        name: "resi_fmri_i16_d2",
+        scan: Scan::Data(FMRI),
+        max_error: Some(2.0),
+        roi: None,
+        expect: (1, residual::INTEGER),
+        other: [13, 25, 5, 7],
+        with_field: None,
+    },
+    ResidualFixture {
+        name: "resi_mri_f32_d0.05",
+        scan: Scan::Float(MRI, 0.013, 2.5),
+        max_error: Some(0.05),
+        roi: None,
+        expect: (1, residual::LATTICE),
+        other: [20, 50, 13, 1],
+        with_field: None,
+    },
+    ResidualFixture {
+        name: "resi_fmri_f32_roi",
+        scan: Scan::Float(FMRI, 0.075_406_97, 3100.7617),
+        max_error: Some(4.0),
+        roi: Some(([(4, 12), (5, 15), (0, 2)], 0.5)),
+        expect: (2, residual::LATTICE),
+        other: [13, 25, 5, 7],
+        with_field: None,
+    },
+    ResidualFixture {
+        name: "resi_mri_i16_lossless_field",
+        scan: Scan::Data(MRI),
+        max_error: None,
+        roi: None,
+        expect: (1, residual::INTEGER),
+        other: [20, 50, 13, 1],
+        with_field: Some((8, 16)),
+    },
+    ResidualFixture {
+        name: "resi_mri_f32_d0.05_field",
+        scan: Scan::Float(MRI, 0.013, 2.5),
+        max_error: Some(0.05),
+        roi: None,
+        expect: (1, residual::LATTICE),
+        other: [20, 50, 13, 1],
+        with_field: Some((8, 16)),
+    },
+    ResidualFixture {
+        name: "resi_fmri_f32_lossless_field",
+        scan: Scan::Float(FMRI, 0.075_406_97, 3100.7617),
+        max_error: None,
+        roi: None,
+        expect: (1, residual::BITS),
+        other: [13, 25, 5, 7],
+        with_field: Some((2, 8)),
+    },
+    ResidualFixture {
+        name: "resi_fmri_f32_roi_field",
+        scan: Scan::Float(FMRI, 0.075_406_97, 3100.7617),
+        max_error: Some(4.0),
+        roi: Some(([(4, 12), (5, 15), (0, 2)], 0.5)),
+        expect: (2, residual::LATTICE),
+        other: [13, 25, 5, 7],
+        with_field: Some((2, 8)),
+    },
+];
+
+/// Writes the residual fixtures with the release CLI (`medinr compress --effort 0.1`): run by
+/// hand, `cargo test --release --test format_reference -- --ignored write_residual_fixtures`.
+#[cfg(feature = "train")]
+#[test]
+#[ignore = "rewrites tests/fixtures/resi_*.minr"]
+fn write_residual_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in &RESIDUAL_FIXTURES {
+        let input = match f.scan {
+            Scan::Data(path) => Path::new(path).to_path_buf(),
+            Scan::Float(..) => {
+                let (shape, values) = scan_values(f.scan);
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let path = dir.path().join(format!("{}.nii", f.name));
+                std::fs::write(&path, nifti1(shape, 16, 32, &bytes)).unwrap();
+                path
+            }
+        };
+        let output = format!("tests/fixtures/{}.minr", f.name);
+        if let Some((chunk_z, chunk_t)) = f.with_field {
+            write_with_field(f, &input, &output, chunk_z, chunk_t);
+            continue;
+        }
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_medinr"));
+        cmd.args(["compress", "--force", "--effort", "0.1", "-o", &output]);
+        cmd.arg(&input);
+        match f.max_error {
+            Some(d) => cmd.args(["--max-error", &d.to_string()]),
+            None => cmd.arg("--lossless"),
+        };
+        if let Some((b, inner)) = f.roi {
+            let (shape, _) = scan_values(f.scan);
+            let bytes: Vec<u8> = box_mask(shape, b).iter().map(|&m| u8::from(m)).collect();
+            let mask = dir.path().join(format!("{}_mask.nii", f.name));
+            std::fs::write(
+                &mask,
+                nifti1([shape[0], shape[1], shape[2], 1], 2, 8, &bytes),
+            )
+            .unwrap();
+            cmd.arg("--roi-mask").arg(&mask);
+            cmd.args(["--roi-max-error", &inner.to_string()]);
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "{}", f.name);
+        let size = std::fs::metadata(&output).unwrap().len();
+        println!("{output}: {size} bytes");
+    }
+}
+
+/// A residual fixture predicted from the field, as `medinr compress` writes it when the field
+/// wins: the field fitted, decoded through `Decoder`, and the residual coded against it.
+#[cfg(feature = "train")]
+fn write_with_field(f: &ResidualFixture, input: &Path, output: &str, cz: usize, ct: usize) {
+    use medinr::residual::{encode_roi, encode_with, Kind, Mode, Options, Roi};
+    let volume = read_nifti(input).unwrap();
+    let options = EncodeOptions {
+        target: RateTarget::BitsPerVoxel(2.0),
+        effort: 0.2,
+        ..Default::default()
+    };
+    let (mut file, _) = encode(&volume, &options, &mut Silent).unwrap();
+    let prediction = Decoder::from_file(file.clone(), 0)
+        .unwrap()
+        .decode(None)
+        .unwrap()
+        .data;
+    let (shape, data) = (volume.shape(), &volume.data);
+    let kind = match f.scan {
+        Scan::Data(_) => Kind::Integer {
+            min: data.iter().fold(f32::MAX, |a, &b| a.min(b)) as i64,
+            max: data.iter().fold(f32::MIN, |a, &b| a.max(b)) as i64,
+        },
+        Scan::Float(..) => Kind::Float,
+    };
+    let mode = match f.max_error {
+        Some(max_error) => Mode::Bound { max_error },
+        None => Mode::Lossless,
+    };
+    let chunks = Options {
+        chunk_z: cz,
+        chunk_t: ct,
+    };
+    let stream = match f.roi {
+        None => encode_with(data, Some(&prediction), shape, mode, kind, &chunks),
+        Some((b, max_error)) => {
+            let mask = box_mask(shape, b);
+            let roi = Roi {
+                mask: &mask,
+                max_error,
+            };
+            encode_roi(data, Some(&prediction), shape, mode, kind, &roi, &chunks)
+        }
+    };
+    file.residual = Some(stream.unwrap());
+    std::fs::write(output, file.to_bytes().unwrap()).unwrap();
+    println!(
+        "{output}: {} bytes",
+        std::fs::metadata(output).unwrap().len()
+    );
+}
+
+#[test]
+fn reference_residual_decoder_matches_medinr_on_committed_files() {
+    // Bounded, lossless and region-of-interest files, integer and float, 3D and 4D (written by
+    // `write_residual_fixtures`): the reference decodes every stored value bit for bit as
+    // medinr does, and the bound holds against the original scan. Runs decoder-only too.
+    for f in &RESIDUAL_FIXTURES {
+        let bytes = std::fs::read(format!("tests/fixtures/{}.minr", f.name)).unwrap();
+        let ours = reference_decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let decoder = Decoder::from_bytes(&bytes).unwrap();
+        assert!(decoder.has_residual());
+        let theirs = decoder.decode(None).unwrap();
+        let (version, domain, has_field, shared, chunks, escaped) = ours.stream.unwrap();
+        assert_eq!((version, domain), f.expect, "{}", f.name);
+        assert_eq!(has_field, f.with_field.is_some(), "{}", f.name);
+        if let (Some((_, inner)), Some(outer)) = (f.roi, f.max_error) {
+            assert_eq!(ours.bounds, Some((inner, outer)), "{}", f.name);
+        }
+        let a = compare(&ours.values, &theirs.data);
+        let n = ours.values.len();
+        assert!(
+            a.identical == n,
+            "{}: {} of {n} voxels differ, max |difference| {}, first (index, reference, \
+             medinr) {:?}",
+            f.name,
+            n - a.identical,
+            a.max_abs,
+            a.first_difference
+        );
+        // A box across chunk boundaries decodes (through the chunks it touches) to the same
+        // values as the whole scan there.
+        let [nx, ny, nz, nt] = theirs.shape();
+        let (start, end) = (
+            [1, 2, nz / 4, nt / 4],
+            [nx - 1, ny - 1, nz - nz / 4, nt - nt / 4],
+        );
+        let cropped = decoder.decode_box(start, end).unwrap();
+        let mut want = Vec::new();
+        for t in start[3]..end[3] {
+            for z in start[2]..end[2] {
+                for y in start[1]..end[1] {
+                    let row = ((t * nz + z) * ny + y) * nx;
+                    want.extend_from_slice(&ours.values[row + start[0]..row + end[0]]);
+                }
+            }
+        }
+        assert_eq!(
+            compare(&want, &cropped.data).identical,
+            want.len(),
+            "{} box",
+            f.name
+        );
+        // Other grids are the field alone.
+        let field = Field::from_bytes(&bytes).unwrap();
+        let resampled = compare(
+            &field.decode(f.other),
+            &decoder.decode(Some(f.other)).unwrap().data,
+        );
+        assert_eq!(resampled.identical, f.other.iter().product::<usize>());
+        // The bound, against the original scan.
+        let (shape, original) = scan_values(f.scan);
+        assert_eq!(theirs.shape(), shape);
+        let integer = matches!(f.scan, Scan::Data(_));
+        let limit = |d: f64| if integer { d.floor() } else { d };
+        let outer = limit(f.max_error.unwrap_or(0.0));
+        let box_in = f.roi.map(|(b, inner)| {
+            let m = box_mask(shape, b);
+            let per_frame = m.len();
+            let full: Vec<bool> = (0..n).map(|i| m[i % per_frame]).collect();
+            (full, limit(inner))
+        });
+        assert_eq!(
+            ours.mask.as_ref(),
+            box_in.as_ref().map(|(m, _)| m),
+            "{}: the stream's mask is the box",
+            f.name
+        );
+        let (mut worst_in, mut worst_out) = (0f64, 0f64);
+        for i in 0..n {
+            let err = (f64::from(ours.values[i]) - f64::from(original[i])).abs();
+            let inside = box_in.as_ref().is_some_and(|(m, _)| m[i]);
+            if inside {
+                worst_in = worst_in.max(err);
+            } else {
+                worst_out = worst_out.max(err);
+            }
+            if f.max_error.is_none() {
+                assert_eq!(
+                    ours.values[i].to_bits(),
+                    original[i].to_bits(),
+                    "{}",
+                    f.name
+                );
+            }
+        }
+        assert!(worst_out <= outer, "{}: {worst_out} > {outer}", f.name);
+        if let Some((_, inner)) = box_in {
+            assert!(worst_in <= inner, "{}: inside {worst_in} > {inner}", f.name);
+        }
+        println!(
+            "{}: {} bytes, {shape:?}, stream version {version} domain {domain} field \
+             {has_field} shared mask {shared}, {chunks} chunks, {escaped} escaped; identical \
+             {n}/{n}; max error outside {worst_out} (≤ {outer}), inside {worst_in}",
+            f.name,
+            bytes.len()
+        );
+    }
+}
+
+#[test]
+fn residual_worked_example_of_format_md() {
+    // Chapter "Residual layer", worked example: a 3 × 2 u8 scan coded losslessly, no field.
+    let hex = "4d495253 01 00 00 00  03000000 02000000 01000000 01000000  01000000 01000000
+               0000000000000000 ff00000000000000 0000000000000000  0a000000 3cc02190 9ecc5142
+               00b952d26116e3700000";
+    let digits: Vec<u8> = hex
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|c| (c as char).to_digit(16).unwrap() as u8)
+        .collect();
+    let bytes: Vec<u8> = digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect();
+    assert_eq!(bytes.len(), 56 + 8 + 4 + 10);
+    let stream = residual::Stream::parse(&bytes).unwrap();
+    assert_eq!(stream.shape, [3, 2, 1, 1]);
+    assert_eq!((stream.lo, stream.hi, stream.d), (0, 255, 0));
+    assert!(!stream.has_field);
+    let chunk = stream.decode_chunk(0, None).unwrap();
+    assert_eq!(chunk.values, [10.0, 12.0, 11.0, 13.0, 40.0, 12.0]);
+    // Ordered bits: −0 is just below +0, NaN payloads and infinities come back.
+    assert_eq!(residual::ordered(0x8000_0000), -1);
+    assert_eq!(residual::ordered(0), 0);
+    assert_eq!(residual::ordered(0xFFFF_FFFF), -(1i64 << 31));
+    let mut prev = i64::MIN;
+    for v in [
+        f32::NEG_INFINITY,
+        -1.5,
+        -f32::MIN_POSITIVE,
+        -0.0,
+        0.0,
+        1e-40,
+        2.0,
+        f32::INFINITY,
+    ] {
+        let o = residual::ordered(v.to_bits());
+        assert!(o > prev, "{v}");
+        prev = o;
+    }
+    for b in [
+        0u32,
+        1,
+        0x7FC0_0001,
+        0x8000_0000,
+        0xFFC0_1234,
+        0xFFFF_FFFF,
+        0x7F80_0000,
+    ] {
+        assert_eq!(residual::unordered(residual::ordered(b)), b);
+    }
+}
+
+/// Rewrites the `RESI` header of a file with `edit` and recomputes its index CRC (at the
+/// place the unedited header puts it), so that only the rule under test can refuse it.
+fn edit_resi_header(bytes: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    edit_section(bytes, b"RESI", |p| {
+        let h = if p[4] == 2 { 80 } else { 56 };
+        let at = |p: &[u8], o: usize| u32::from_le_bytes(p[o..o + 4].try_into().unwrap()) as usize;
+        let c = at(p, 16).div_ceil(at(p, 24)) * at(p, 20).div_ceil(at(p, 28));
+        edit(p);
+        let crc = crc32fast::hash(&p[..h + 8 * c]);
+        p[h + 8 * c..h + 8 * c + 4].copy_from_slice(&crc.to_le_bytes());
+    })
+}
+
+fn both_decoders(bytes: &[u8]) -> (Result<Vec<f32>, String>, Result<Vec<f32>, String>) {
+    let ours = reference_decode(bytes).map(|d| d.values);
+    let theirs = Decoder::from_bytes(bytes)
+        .and_then(|d| d.decode(None))
+        .map(|v| v.data)
+        .map_err(|e| e.to_string());
+    (ours, theirs)
+}
+
+#[test]
+fn both_decoders_accept_and_refuse_the_same_residual_streams() {
+    let v1 = std::fs::read("tests/fixtures/resi_mri_i16_d2.minr").unwrap();
+    let v2 = std::fs::read("tests/fixtures/resi_mri_i16_roi.minr").unwrap();
+    let put = |p: &mut Vec<u8>, off: usize, b: &[u8]| p[off..off + b.len()].copy_from_slice(b);
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("unchanged, version 1", v1.clone(), true),
+        ("unchanged, version 2", v2.clone(), true),
+        ("index CRC recomputed", edit_resi_header(&v1, |_| {}), true),
+        (
+            "RESI made ancillary",
+            rename_section(&v1, b"RESI", b"resi"),
+            true,
+        ),
+        (
+            "RESI in a 1.0 file",
+            {
+                let mut f = v1.clone();
+                f[8] = 1;
+                f
+            },
+            false,
+        ),
+        (
+            "stream version 3",
+            edit_resi_header(&v1, |p| p[4] = 3),
+            false,
+        ),
+        (
+            "bad stream magic",
+            edit_resi_header(&v1, |p| p[0] = b'X'),
+            false,
+        ),
+        ("domain code 3", edit_resi_header(&v1, |p| p[5] = 3), false),
+        ("flag bit 3", edit_resi_header(&v1, |p| p[6] |= 8), false),
+        (
+            "flag bit 1 in version 1",
+            edit_resi_header(&v1, |p| p[6] |= 2),
+            false,
+        ),
+        (
+            "flag bit 2 in version 1",
+            edit_resi_header(&v1, |p| p[6] |= 4),
+            false,
+        ),
+        (
+            "flag bit 1 clear in version 2",
+            edit_resi_header(&v2, |p| p[6] &= !2),
+            false,
+        ),
+        ("reserved byte", edit_resi_header(&v1, |p| p[7] = 1), false),
+        (
+            "nx differs from HEAD",
+            edit_resi_header(&v1, |p| p[8] += 1),
+            false,
+        ),
+        (
+            "chunk_z 0",
+            edit_resi_header(&v1, |p| put(p, 24, &0u32.to_le_bytes())),
+            false,
+        ),
+        (
+            "chunk_z > nz",
+            edit_resi_header(&v1, |p| put(p, 24, &99u32.to_le_bytes())),
+            false,
+        ),
+        (
+            "lo > hi",
+            edit_resi_header(&v1, |p| put(p, 32, &i64::MAX.to_le_bytes())),
+            false,
+        ),
+        (
+            "d = 2^28 + 1",
+            edit_resi_header(&v1, |p| put(p, 48, &((1u64 << 28) + 1).to_le_bytes())),
+            false,
+        ),
+        (
+            "d > 2^33",
+            edit_resi_header(&v1, |p| put(p, 48, &(1u64 << 34).to_le_bytes())),
+            false,
+        ),
+        (
+            "d_out < d",
+            edit_resi_header(&v2, |p| put(p, 56, &0u64.to_le_bytes())),
+            false,
+        ),
+        (
+            "d_out > 2^28",
+            edit_resi_header(&v2, |p| put(p, 56, &(1u64 << 29).to_le_bytes())),
+            false,
+        ),
+        (
+            "bound_in ≠ d",
+            edit_resi_header(&v2, |p| put(p, 64, &1.5f64.to_le_bytes())),
+            false,
+        ),
+        (
+            "bound_out ≠ d_out",
+            edit_resi_header(&v2, |p| put(p, 72, &9f64.to_le_bytes())),
+            false,
+        ),
+        (
+            "damaged index CRC",
+            edit_section(&v1, b"RESI", |p| p[56 + 16] ^= 1),
+            false,
+        ),
+        (
+            "damaged chunk",
+            edit_section(&v1, b"RESI", |p| *p.last_mut().unwrap() ^= 1),
+            false,
+        ),
+        (
+            "RESI with a trailing byte",
+            edit_section(&v1, b"RESI", |p| p.push(0)),
+            false,
+        ),
+        (
+            "RESI truncated",
+            edit_section(&v1, b"RESI", |p| p.truncate(p.len() - 1)),
+            false,
+        ),
+        (
+            "RESI header only",
+            edit_section(&v1, b"RESI", |p| p.truncate(56)),
+            false,
+        ),
+    ];
+    for (what, file, ok) in cases {
+        let (ours, theirs) = both_decoders(&file);
+        println!(
+            "{what}: reference {:?}, medinr {:?}",
+            ours.as_ref().err(),
+            theirs.as_ref().err()
+        );
+        assert_eq!(ours.is_ok(), ok, "reference decoder, {what}");
+        assert_eq!(theirs.is_ok(), ok, "medinr, {what}");
+    }
+}
+
+#[test]
+fn both_decoders_agree_on_damaged_chunks_with_valid_crcs() {
+    // One byte of a chunk changed and every CRC made to match: a crafted stream. Both
+    // decoders must refuse it alike or decode it to the same values.
+    let file = std::fs::read("tests/fixtures/resi_fmri_i16_d2.minr").unwrap();
+    let sections = parse_container(&file).unwrap();
+    let resi = require(&sections, b"RESI").unwrap();
+    let chunk0 = u32::from_le_bytes(resi[56..60].try_into().unwrap()) as usize;
+    let data = 56 + 8 * 2 + 4;
+    let (mut refused, mut decoded) = (0, 0);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for round in 0..24 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Early, late and in between; the first byte (must be 0) now and then.
+        let at = match round {
+            0 => 0,
+            1 => chunk0 - 1,
+            _ => (x % chunk0 as u64) as usize,
+        };
+        let flip = 1u8 << ((x >> 40) % 8);
+        let edited = edit_resi_header(&file, |p| {
+            p[data + at] ^= flip;
+            let crc = crc32fast::hash(&p[data..data + chunk0]);
+            p[60..64].copy_from_slice(&crc.to_le_bytes());
+        });
+        let (ours, theirs) = both_decoders(&edited);
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => {
+                let agree = compare(a, b);
+                assert_eq!(
+                    agree.identical,
+                    a.len(),
+                    "byte {at} ^ {flip:#x}: values differ"
+                );
+                decoded += 1;
+            }
+            (Err(_), Err(_)) => refused += 1,
+            _ => panic!(
+                "byte {at} ^ {flip:#x}: reference {ours:?}, medinr {theirs:?}",
+                ours = ours.as_ref().err(),
+                theirs = theirs.as_ref().err()
+            ),
+        }
+    }
+    println!("{refused} refused by both, {decoded} decoded alike");
 }
