@@ -150,8 +150,8 @@ impl Decoder {
         if let Some(bytes) = &file.residual {
             let stream = residual::Reader::open(bytes)?;
             if stream.header().shape != field_shape {
-                return Err(DecodeError::Residual(ResidualError::InvalidShape(
-                    stream.header().shape,
+                return Err(DecodeError::Residual(ResidualError::Invalid(
+                    "its shape differs from the scan's shape in HEAD",
                 )));
             }
         }

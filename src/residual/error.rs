@@ -13,7 +13,7 @@ pub enum ResidualError {
         expected: usize,
         got: usize,
     },
-    #[error("invalid error bound {0}: it must be finite and ≥ 0")]
+    #[error("invalid error bound {0}: it must be finite, ≥ 0 and at most 2^28")]
     InvalidBound(f64),
     #[error("an error bound needs integer values within ±2^24 (f32 is inexact beyond), but the range is {min} … {max}; code losslessly or pass the scan's own range")]
     RangeTooWideForBound { min: i64, max: i64 },
@@ -27,7 +27,7 @@ pub enum ResidualError {
         min: i64,
         max: i64,
     },
-    #[error("invalid chunk size {0}: it must be at least 1")]
+    #[error("invalid chunk size {0}: a chunk needs at least one slice and one frame, no more than the scan has, and at most 2^30 voxels")]
     InvalidChunkSize(usize),
     #[error("the stream was coded with a field prediction but none was given (or the reverse)")]
     PredictionPresence,

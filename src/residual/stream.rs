@@ -153,7 +153,12 @@ impl StreamHeader {
                         "a region of interest needs a bound outside it",
                     ))
                 }
-                _ if !(d..=MAX_BOUND).contains(&roi.d_out) => {
+                _ if roi.d_out < d => {
+                    return Err(ResidualError::Invalid(
+                        "the bound outside the region of interest is smaller than the one inside",
+                    ))
+                }
+                _ if roi.d_out > MAX_BOUND => {
                     return Err(ResidualError::InvalidBound(roi.d_out as f64))
                 }
                 Domain::Integer { .. }
