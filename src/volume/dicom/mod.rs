@@ -41,6 +41,8 @@ use std::io::Read;
 use std::path::Path;
 
 #[cfg(feature = "dicom")]
+mod lengths;
+#[cfg(feature = "dicom")]
 mod read;
 #[cfg(feature = "dicom")]
 pub use read::read_dicom;

@@ -208,6 +208,17 @@ fn open_image(path: &Path) -> Result<Image, DicomProblem> {
             reason: "no DICM marker at byte 128".into(),
         });
     }
+    // dicom-rs zero-fills a value's declared length before reading it: check every declared
+    // length against the file first, so a small file cannot claim gigabytes.
+    let bytes = std::fs::read(path).map_err(|e| DicomProblem::NotDicom {
+        file: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    super::lengths::check_declared_lengths(&bytes).map_err(|reason| DicomProblem::NotDicom {
+        file: path.to_path_buf(),
+        reason,
+    })?;
+    drop(bytes);
     let obj = OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| DicomProblem::NotDicom {
