@@ -120,13 +120,23 @@ pub enum VolumeError {
     /// A DICOM file or series that medinr cannot turn into a volume; `problem` says why.
     /// `file` is the file or folder given (the problem names the offending file when it is
     /// one of a folder's).
-    #[error("{}DICOM: {problem}", prefix(.file))]
+    #[error("{}", dicom_message(.file, .problem))]
     Dicom {
         /// The file or folder concerned.
         file: PathBuf,
         /// What is wrong (boxed: it is large, and errors travel in `Result`s everywhere).
         problem: Box<DicomProblem>,
     },
+}
+
+/// "path: DICOM: problem", without the path when the problem already starts with it.
+fn dicom_message(file: &std::path::Path, problem: &DicomProblem) -> String {
+    let text = problem.to_string();
+    if !file.as_os_str().is_empty() && text.starts_with(&file.display().to_string()) {
+        format!("DICOM: {text}")
+    } else {
+        format!("{}DICOM: {text}", prefix(file))
+    }
 }
 
 /// "path: " or nothing when no path is known.

@@ -92,23 +92,33 @@ impl Header {
     }
 }
 
-/// VRs whose explicit header has two reserved bytes and a 32-bit length.
-fn long_vr(vr: [u8; 2]) -> bool {
+/// VRs whose explicit header has a 16-bit length (PS3.5 table 7.1-2). Every other VR — and,
+/// as dicom-rs reads it, any unknown VR, taken for UN — has two reserved bytes and a 32-bit
+/// length.
+fn short_vr(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -142,21 +152,21 @@ fn header(b: &[u8], pos: usize, syntax: Syntax) -> Result<Header, String> {
     }
     let s = get(4, 2)?;
     let vr = [s[0], s[1]];
-    if long_vr(vr) {
-        Ok(Header {
-            group,
-            element,
-            vr,
-            len: u32_at(8)?,
-            size: 12,
-        })
-    } else {
+    if short_vr(vr) {
         Ok(Header {
             group,
             element,
             vr,
             len: u16_at(6)? as u32,
             size: 8,
+        })
+    } else {
+        Ok(Header {
+            group,
+            element,
+            vr,
+            len: u32_at(8)?,
+            size: 12,
         })
     }
 }
@@ -188,10 +198,14 @@ fn walk(b: &[u8], syntax: Syntax) -> Result<(), String> {
             continue;
         }
         if h.len == UNDEFINED {
-            match &h.vr {
-                b"UN" => return Ok(()),
-                _ if (h.group, h.element) == (0x7FE0, 0x0010) => in_fragments = true,
-                _ => {}
+            // A sequence, or encapsulated pixel data, continue inline; anything else of
+            // undefined length (UN holds implicit VR inside) cannot be followed for certain.
+            match (&h.vr, syntax) {
+                (_, Syntax::ImplicitLittle) | (b"SQ", _) => {}
+                (b"OB" | b"OW", _) if (h.group, h.element) == (0x7FE0, 0x0010) => {
+                    in_fragments = true
+                }
+                _ => return Ok(()),
             }
             pos = start;
             continue;
