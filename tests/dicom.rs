@@ -381,7 +381,11 @@ fn batch_takes_each_series_folder_as_one_scan() {
 /// file first; the file is refused at once, naming the element, in little memory.
 #[test]
 fn a_file_claiming_more_bytes_than_it_has_is_refused_in_little_memory() {
-    for name in ["dicom_claims_3gb.dcm", "dicom_deflated_claims_2gb.dcm"] {
+    for name in [
+        "dicom_claims_3gb.dcm",
+        "dicom_deflated_claims_2gb.dcm",
+        "dicom_meta_group_length_2gb.dcm",
+    ] {
         refused_in_little_memory(
             &Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/fixtures/fuzz")

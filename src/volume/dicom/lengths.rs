@@ -34,18 +34,36 @@ pub fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
     if bytes.get(128..132) != Some(b"DICM") {
         return Ok(());
     }
+    // File meta group, explicit VR little endian, read as dicom-rs reads it: the group length
+    // (0002,0000) first, then elements until that many bytes are read, whatever their tags.
     let mut pos = 132;
+    let first = header(bytes, pos, Syntax::ExplicitLittle)?;
+    if (first.group, first.element, first.len) != (0x0002, 0x0000, 4) {
+        return Ok(()); // dicom-rs refuses this itself, before reading any value
+    }
+    let at = pos + first.size;
+    let Some(group_length) = bytes.get(at..at + 4) else {
+        return Ok(());
+    };
+    let group_length = u32::from_le_bytes([
+        group_length[0],
+        group_length[1],
+        group_length[2],
+        group_length[3],
+    ]) as u64;
+    pos = at + 4;
+    let mut read = 0u64;
     let mut syntax_uid = String::new();
-    // File meta group: explicit VR little endian, group 0002 only.
-    while pos + 8 <= bytes.len() && u16::from_le_bytes([bytes[pos], bytes[pos + 1]]) == 0x0002 {
+    while read < group_length {
         let h = header(bytes, pos, Syntax::ExplicitLittle)?;
         let start = pos + h.size;
-        let len = h.defined_len(bytes.len() - start)?;
-        if h.element == 0x0010 {
+        let len = h.defined_len(bytes.len().saturating_sub(start))?;
+        if (h.group, h.element) == (0x0002, 0x0010) {
             syntax_uid = String::from_utf8_lossy(&bytes[start..start + len])
                 .trim_end_matches(['\0', ' '])
                 .to_string();
         }
+        read += (h.size + len) as u64;
         pos = start + len;
     }
     let rest = &bytes[pos..];
