@@ -385,6 +385,7 @@ fn a_file_claiming_more_bytes_than_it_has_is_refused_in_little_memory() {
         "dicom_claims_3gb.dcm",
         "dicom_deflated_claims_2gb.dcm",
         "dicom_meta_group_length_2gb.dcm",
+        "dicom_un_undefined_4gb.dcm",
     ] {
         refused_in_little_memory(
             &Path::new(env!("CARGO_MANIFEST_DIR"))

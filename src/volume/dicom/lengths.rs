@@ -6,9 +6,10 @@
 //! group (explicit VR little endian), then the data set in the transfer syntax the meta group
 //! names, descending into sequences and items, and refuses any defined length that runs past
 //! the end of the data. A deflated data set is inflated first, up to
-//! [`MAX_INFLATED_BYTES`]. Where the layout cannot be followed for certain (an undefined-length
-//! UN value, whose content is implicit VR), the walk stops without refusing: it must never
-//! refuse a valid file.
+//! [`MAX_INFLATED_BYTES`]. An undefined-length UN value (or an unknown VR, which dicom-rs
+//! reads as UN) is followed in implicit VR up to its sequence delimiter, as PS3.5 6.2.2 says
+//! and dicom-rs does. Where the layout cannot be followed for certain (undefined lengths in
+//! big-endian data), the walk stops without refusing: it must never refuse a valid file.
 
 use std::io::Read;
 
@@ -191,8 +192,12 @@ fn header(b: &[u8], pos: usize, syntax: Syntax) -> Result<Header, String> {
 
 /// Walks a data set's element headers linearly: sequences and items are descended into (their
 /// contents follow inline), other values are skipped by their (checked) length.
-fn walk(b: &[u8], syntax: Syntax) -> Result<(), String> {
+fn walk(b: &[u8], data_set_syntax: Syntax) -> Result<(), String> {
     let mut pos = 0;
+    let mut syntax = data_set_syntax;
+    // An undefined-length UN value holds implicit VR little endian up to its sequence
+    // delimiter (PS3.5 6.2.2): how many such delimiters are still open.
+    let mut implicit_depth = 0usize;
     // Inside encapsulated pixel data, items are fragments of bytes, not data sets.
     let mut in_fragments = false;
     while pos + 8 <= b.len() {
@@ -209,6 +214,12 @@ fn walk(b: &[u8], syntax: Syntax) -> Result<(), String> {
                 }
                 (0xE0DD, _) => {
                     in_fragments = false;
+                    if implicit_depth > 0 {
+                        implicit_depth -= 1;
+                        if implicit_depth == 0 {
+                            syntax = data_set_syntax;
+                        }
+                    }
                     start
                 }
                 _ => start,
@@ -216,12 +227,21 @@ fn walk(b: &[u8], syntax: Syntax) -> Result<(), String> {
             continue;
         }
         if h.len == UNDEFINED {
-            // A sequence, or encapsulated pixel data, continue inline; anything else of
-            // undefined length (UN holds implicit VR inside) cannot be followed for certain.
+            // A sequence, or encapsulated pixel data, continues inline; UN (or a VR dicom-rs
+            // does not know, which it reads as UN) holds implicit VR up to its delimiter.
             match (&h.vr, syntax) {
-                (_, Syntax::ImplicitLittle) | (b"SQ", _) => {}
+                (_, Syntax::ImplicitLittle) => {
+                    if implicit_depth > 0 {
+                        implicit_depth += 1;
+                    }
+                }
+                (b"SQ", _) => {}
                 (b"OB" | b"OW", _) if (h.group, h.element) == (0x7FE0, 0x0010) => {
                     in_fragments = true
+                }
+                (_, Syntax::ExplicitLittle) => {
+                    syntax = Syntax::ImplicitLittle;
+                    implicit_depth = 1;
                 }
                 _ => return Ok(()),
             }
