@@ -140,10 +140,23 @@ pub(super) fn bjontegaard(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> (BdFigu
 
 /// Lossy (bpv, PSNR) points of one codec, by rate.
 pub(super) fn curve(rows: &[Row], codec: &str) -> Vec<(f64, f64)> {
+    points(
+        rows,
+        |r| r.codec == codec && r.target_bpv.is_some(),
+        |r| r.psnr_db,
+    )
+}
+
+/// (bpv, y) of the rows `keep` selects where `y` is defined and the rate positive, by rate.
+pub(super) fn points(
+    rows: &[Row],
+    keep: impl Fn(&Row) -> bool,
+    y: impl Fn(&Row) -> Option<f64>,
+) -> Vec<(f64, f64)> {
     let mut p: Vec<(f64, f64)> = rows
         .iter()
-        .filter(|r| r.codec == codec && r.target_bpv.is_some())
-        .filter_map(|r| Some((r.bpv, r.psnr_db?)))
+        .filter(|r| keep(r))
+        .filter_map(|r| Some((r.bpv, y(r)?)))
         .filter(|&(b, _)| b > 0.0)
         .collect();
     p.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -287,29 +287,13 @@ fn legend_layout(widths: &[i32], width: i32) -> Vec<(usize, i32)> {
 
 /// (bpv, y) of a codec's bounded rows (lossless excluded: its PSNR is infinite), by rate.
 fn bounded_curve(rows: &[Row], codec: &str, y: impl Fn(&Row) -> Option<f64>) -> Vec<(f64, f64)> {
-    let mut p: Vec<(f64, f64)> = rows
-        .iter()
-        .filter(|r| r.codec == codec && r.mode == "bounded")
-        .filter_map(|r| Some((r.bpv, y(r)?)))
-        .filter(|&(b, _)| b > 0.0)
-        .collect();
-    p.sort_by(|a, b| a.0.total_cmp(&b.0));
-    p
+    points(rows, |r| r.codec == codec && r.mode == "bounded", y)
 }
 
 /// Every codec's curve of `y` against rate: lossy rows for medinr and JPEG 2000, bounded rows
 /// for medinr's bounded mode and SZ3; codecs without points are left out.
 fn curves_of(rows: &[Row], y: impl Fn(&Row) -> Option<f64> + Copy) -> Vec<Curve> {
-    let lossy = |codec: &str| {
-        let mut p: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| r.codec == codec && r.target_bpv.is_some())
-            .filter_map(|r| Some((r.bpv, y(r)?)))
-            .filter(|&(b, _)| b > 0.0)
-            .collect();
-        p.sort_by(|a, b| a.0.total_cmp(&b.0));
-        p
-    };
+    let lossy = |codec: &str| points(rows, |r| r.codec == codec && r.target_bpv.is_some(), y);
     [
         ("medinr".to_string(), MEDINR_COLOR, lossy(MEDINR)),
         ("JPEG 2000 (per slice, 9/7)".into(), J2K_COLOR, lossy(J2K)),

@@ -206,6 +206,22 @@ fn float_lossless_keeps_every_bit() {
     }
 }
 
+/// A copy of a one-chunk stream (`header` bytes of stream header) with one random bit of its
+/// chunk data flipped and the chunk and index checksums recomputed, so only the decoder's own
+/// checks stand between the corruption and the output.
+fn flip_chunk_bit_with_valid_crcs(bytes: &[u8], header: usize, rng: &mut Rng) -> Vec<u8> {
+    let crc_at = header + 4;
+    let data_start = header + stream::TABLE_ENTRY_BYTES + stream::INDEX_CRC_BYTES;
+    let mut b = bytes.to_vec();
+    let at = data_start + (rng.next() as usize % (b.len() - data_start));
+    b[at] ^= 1 << (rng.next() % 8);
+    let crc = crc32fast::hash(&b[data_start..]);
+    b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    let index_crc = crc32fast::hash(&b[..crc_at + 4]);
+    b[crc_at + 4..data_start].copy_from_slice(&index_crc.to_le_bytes());
+    b
+}
+
 /// A small float scan (9×8×6) with NaN, a huge value and −∞ among smooth noisy values, and a
 /// field prediction 10 % off.
 fn float_scan_with_escapes(seed: u64) -> ([usize; 4], Vec<f32>, Vec<f32>) {
@@ -324,18 +340,10 @@ fn corrupt_chunk_data_with_a_valid_checksum_never_panics() {
     let kind = Kind::Integer { min: 0, max: 255 };
     let (orig, field) = synthetic(shape, 0, 255, 35);
     let bytes = encode(&orig, Some(&field), shape, Mode::Lossless, kind).unwrap();
-    let crc_at = stream::HEADER_BYTES + 4;
-    let data_start = stream::HEADER_BYTES + stream::TABLE_ENTRY_BYTES + stream::INDEX_CRC_BYTES;
     let mut rng = Rng(77);
     let mut refused = 0;
     for _ in 0..200 {
-        let mut b = bytes.clone();
-        let at = data_start + (rng.next() as usize % (b.len() - data_start));
-        b[at] ^= 1 << (rng.next() % 8);
-        let crc = crc32fast::hash(&b[data_start..]);
-        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
-        let index_crc = crc32fast::hash(&b[..crc_at + 4]);
-        b[crc_at + 4..data_start].copy_from_slice(&index_crc.to_le_bytes());
+        let b = flip_chunk_bit_with_valid_crcs(&bytes, stream::HEADER_BYTES, &mut rng);
         if let Ok(v) = decode(&b, Some(&field)) {
             assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
         } else {
@@ -892,17 +900,9 @@ fn corrupt_roi_chunk_data_with_a_valid_checksum_never_panics() {
     };
     let bytes = encode_roi(&orig, Some(&field), shape, mode, kind, &roi, &options).unwrap();
     let header = stream::HEADER_BYTES + stream::ROI_EXTENSION_BYTES;
-    let crc_at = header + 4;
-    let data_start = header + stream::TABLE_ENTRY_BYTES + stream::INDEX_CRC_BYTES;
     let mut rng = Rng(78);
     for _ in 0..200 {
-        let mut b = bytes.clone();
-        let at = data_start + (rng.next() as usize % (b.len() - data_start));
-        b[at] ^= 1 << (rng.next() % 8);
-        let crc = crc32fast::hash(&b[data_start..]);
-        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
-        let index_crc = crc32fast::hash(&b[..crc_at + 4]);
-        b[crc_at + 4..data_start].copy_from_slice(&index_crc.to_le_bytes());
+        let b = flip_chunk_bit_with_valid_crcs(&bytes, header, &mut rng);
         if let Ok(v) = decode(&b, Some(&field)) {
             assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
         }
