@@ -12,7 +12,8 @@ use divan::Bencher;
 use medinr::decoder::{Decoder, Evaluator, Region};
 use medinr::encoder::Silent;
 use medinr::settings::FitSettings;
-use medinr::study::{Field, FieldConfig, Preset, RunPlan, Sampler, Trainer};
+use medinr::study::{Field, FieldConfig, Preset, RunPlan, Sampler, Targets, Trainer};
+use medinr::volume::Voxels;
 
 const SHAPE: [usize; 4] = [181, 217, 181, 1];
 
@@ -87,8 +88,8 @@ fn fit_step(bencher: Bencher) {
     let field = Field::init(config(), 2, &Device::Cpu).expect("field");
     let mut trainer = Trainer::new(&field, &fit, &plan).expect("trainer");
     let voxels: usize = SHAPE.iter().product();
-    let targets: Vec<f32> = (0..voxels).map(|i| (i % 251) as f32 / 250.0).collect();
-    let mut sampler = Sampler::new(&targets, SHAPE, 3, 0);
+    let stored = Voxels::U8((0..voxels).map(|i| (i % 251) as u8).collect());
+    let mut sampler = Sampler::new(Targets::new(&stored, 0.0, 250.0), SHAPE, 3, 0);
     bencher
         .counter(ItemsCount::new(plan.batch))
         .bench_local(|| {

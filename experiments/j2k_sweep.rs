@@ -83,7 +83,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let shape = volume.shape();
     let datatype = volume.header.datatype();
     let voxels = volume.data.len();
-    let range = metrics::data_range(&volume.data);
+    let range = metrics::data_range(&volume.data.to_f32());
     let is_integer = datatype.is_integer() && range < 65536.0;
     println!(
         "{}: shape {:?}, {}{}, {} voxels, range {} (PSNR peak), {} slices coded as J2K codestreams",
@@ -109,8 +109,8 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         .map(|&bpv| J2kMode::Lossy { bpv })
         .chain(args.lossless.then_some(J2kMode::Lossless));
     for mode in modes {
-        let r = code_volume(&volume.data, shape, is_integer, mode)?;
-        let c = metrics::compare(&volume.data, &r.decoded, shape)?;
+        let r = code_volume(&volume.data.to_f32(), shape, is_integer, mode)?;
+        let c = metrics::compare(&volume.data.to_f32(), &r.decoded, shape)?;
         let target = match mode {
             J2kMode::Lossy { bpv } => format!("{bpv}"),
             J2kMode::Lossless => "lossless".into(),

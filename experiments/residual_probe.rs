@@ -97,7 +97,7 @@ fn probe(args: &Args) -> Result<()> {
             let decoder =
                 Decoder::open(&path).with_context(|| format!("opening {}", path.display()))?;
             let bpv = decoder.file_bytes() as f64 * 8.0 / voxels;
-            let pred = decoder.decode(None)?.data;
+            let pred = decoder.decode(None)?.data.to_f32();
             fields.push((format!("{rate} bpv"), bpv, Some(pred)));
         }
         for (name, field_bpv, pred) in &fields {
@@ -109,7 +109,7 @@ fn probe(args: &Args) -> Result<()> {
                 };
                 let t0 = Instant::now();
                 let bytes = residual::encode_with(
-                    &vol.data,
+                    &vol.data.to_f32(),
                     pred.as_deref(),
                     shape,
                     mode,
@@ -122,6 +122,7 @@ fn probe(args: &Args) -> Result<()> {
                 let dec_s = t1.elapsed().as_secs_f64();
                 let max_err = vol
                     .data
+                    .to_f32()
                     .iter()
                     .zip(&back)
                     .map(|(&a, &b)| (a as f64 - b as f64).abs())

@@ -14,7 +14,7 @@ use candle_core::Device;
 use medinr::decoder::{Evaluator, Region};
 use medinr::encoder::{encode, EncodeOptions, RateTarget, Silent};
 use medinr::settings::FitSettings;
-use medinr::study::{Field, FieldConfig, Preset, RunPlan, Sampler, Trainer};
+use medinr::study::{Field, FieldConfig, Preset, RunPlan, Sampler, Targets, Trainer};
 use medinr::volume::read_nifti;
 
 #[global_allocator]
@@ -30,15 +30,8 @@ fn main() -> anyhow::Result<()> {
     let volume = read_nifti(&path)?;
     let shape = volume.shape();
     let voxels = volume.data.len();
-    let (lo, hi) = volume
-        .data
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let targets: Vec<f32> = volume
-        .data
-        .iter()
-        .map(|&v| (v - lo) / (hi - lo).max(1e-12))
-        .collect();
+    let (lo, hi) = volume.data.finite_range().unwrap_or((0.0, 1.0));
+    let targets = Targets::new(&volume.data, lo as f64, (hi - lo).max(1e-12));
     // The field compress builds for this scan at 0.1 bpv (4 bits planned per parameter).
     let parameters = voxels / 40;
     let preset = Preset::default();
@@ -63,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let fit = FitSettings::default();
     let warm_up = RunPlan::main_fit(&fit, 10, fit.max_batch);
     let mut trainer = Trainer::new(&field, &fit, &warm_up)?;
-    let mut sampler = Sampler::new(&targets, shape, config.dims, 0);
+    let mut sampler = Sampler::new(targets, shape, config.dims, 0);
     trainer.run(&field, &mut sampler, &warm_up, None, &mut Silent)?;
     let timed = RunPlan {
         steps: 60,

@@ -75,7 +75,7 @@ pub mod study {
         Summary,
     };
     #[cfg(feature = "train")]
-    pub use crate::train::{trainer::RunPlan, Field, Sampler, Trainer};
+    pub use crate::train::{trainer::RunPlan, Field, Sampler, Targets, Trainer};
 }
 
 #[cfg(feature = "jpeg2000")]

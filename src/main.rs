@@ -19,7 +19,7 @@ use medinr::metrics;
 #[cfg(feature = "train")]
 use medinr::settings::EncoderSettings;
 use medinr::study::{self as render, write_atomic};
-use medinr::volume::{read_nifti, write_nifti, Volume, VolumeError};
+use medinr::volume::{read_nifti, write_nifti, Volume, VolumeError, Voxels};
 
 /// candle allocates a fresh buffer for every intermediate tensor; the system allocator hands
 /// those large buffers back to the kernel each time, and the page faults cost more than the
@@ -717,6 +717,24 @@ impl Progress for Bar {
             "batch loss {batch_loss:.2e}  batch PSNR {psnr:.1} dB"
         ));
     }
+
+    fn checked(&mut self, voxels: usize, total: usize) {
+        let Some(bar) = &self.bar else { return };
+        if bar.length() != Some(total as u64) {
+            // The self-check's own bar: its cost is the scan's size, so it gets an ETA too.
+            bar.disable_steady_tick();
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>9} [{bar:30}] {percent}% of the voxels decoded and compared  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_length(total as u64);
+            bar.reset_eta();
+        }
+        bar.set_position(voxels as u64);
+    }
 }
 
 /// What `compress` and `batch` answer in a build without the encoder.
@@ -851,7 +869,7 @@ fn read_mask(path: &Path, shape: [usize; 4]) -> Result<Vec<bool>, Failure> {
             ),
         });
     }
-    Ok(m.data.iter().map(|&x| x != 0.0).collect())
+    Ok(m.data.to_f32().iter().map(|&x| x != 0.0).collect())
 }
 
 #[cfg(feature = "train")]
@@ -1053,9 +1071,10 @@ fn write_plane(
         let png = render::encode_png(w, h, &pixels)?;
         write_atomic(&a.output, &png, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        let header = header()?;
         let volume = Volume {
-            data: values,
-            header: header()?,
+            data: Voxels::from_f32(values, header.datatype()),
+            header,
         };
         write_nifti(&a.output, &volume, a.force).map_err(|e| write_failure(&a.output, e.into()))?;
     } else {
@@ -1145,8 +1164,9 @@ fn compare(a: CompareArgs) -> Result<(), Failure> {
         None => None,
     };
     let frame = shape[0] * shape[1] * shape[2];
-    let physical =
-        |v: &Volume| metrics::physical(&v.data, v.header.scl_slope(), v.header.scl_inter());
+    let physical = |v: &Volume| {
+        metrics::physical(&v.data.to_f32(), v.header.scl_slope(), v.header.scl_inter())
+    };
     let (pr, pt) = (physical(&r), physical(&t));
     let c = metrics::compare(&pr, &pt, shape)?;
     let regions = match &mask {

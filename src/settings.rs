@@ -33,6 +33,14 @@ pub struct FitSettings {
     pub steps: usize,
     /// Fewest steps whatever the effort (default 10).
     pub min_steps: usize,
+    /// Scans with more voxels than this get more steps (default 2^25, about 3.4 × 10^7: no
+    /// scan in `data/` is larger, so their fits are unchanged): a larger scan at the same rate
+    /// has a larger field, and a batch reaches a smaller share of it.
+    pub size_reference_voxels: usize,
+    /// The steps grow as √(voxels / `size_reference_voxels`), at most by this factor (default
+    /// 4): a 10^9-voxel series fits 4× longer than a brain scan, not 30×, so an overnight run
+    /// stays overnight.
+    pub max_size_step_factor: f64,
     /// Largest batch in voxels (default 65536).
     pub max_batch: usize,
     /// Smallest batch in voxels (default 1024).
@@ -56,11 +64,23 @@ pub struct FitSettings {
     pub mlp_weight_decay: f64,
 }
 
+impl FitSettings {
+    /// How many times the steps of a scan of `voxels` are the base steps (from 1 to
+    /// `max_size_step_factor`; see `size_reference_voxels`).
+    pub fn size_step_factor(&self, voxels: usize) -> f64 {
+        (voxels as f64 / self.size_reference_voxels as f64)
+            .sqrt()
+            .clamp(1.0, self.max_size_step_factor)
+    }
+}
+
 impl Default for FitSettings {
     fn default() -> Self {
         FitSettings {
             steps: 2000,
             min_steps: 10,
+            size_reference_voxels: 1 << 25,
+            max_size_step_factor: 4.0,
             max_batch: 1 << 16,
             min_batch: 1024,
             batch_fraction: 1.0 / 16.0,
@@ -294,6 +314,14 @@ impl EncoderSettings {
         if f.max_batch > 1 << 24 {
             return bad("fit: max_batch is at most 2^24");
         }
+        if f.size_reference_voxels == 0
+            || !(f.max_size_step_factor.is_finite()
+                && (1.0..=100.0).contains(&f.max_size_step_factor))
+        {
+            return bad(
+                "fit: size_reference_voxels must be ≥ 1 and max_size_step_factor in [1, 100]",
+            );
+        }
         if !(positive(f.batch_fraction) && f.batch_fraction <= 1.0) {
             return bad("fit: batch_fraction must be in (0, 1]");
         }
@@ -400,6 +428,16 @@ mod tests {
         assert!(EncoderSettings::from_json(r#"{"fit": {"grid_lr": -1}}"#).is_err());
         assert!(EncoderSettings::from_json(r#"{"rate": {"size_floor": 1.5}}"#).is_err());
         assert!(EncoderSettings::from_json(r#"{"rate": {"mlp_step_divisors": []}}"#).is_err());
+    }
+
+    #[test]
+    fn only_very_large_scans_fit_longer_and_within_the_cap() {
+        let f = FitSettings::default();
+        assert_eq!(f.size_step_factor(512 * 512 * 61), 1.0);
+        assert_eq!(f.size_step_factor(1 << 25), 1.0);
+        assert!((f.size_step_factor(1 << 27) - 2.0).abs() < 1e-12);
+        assert_eq!(f.size_step_factor(1 << 30), 4.0);
+        assert!(EncoderSettings::from_json(r#"{"fit": {"max_size_step_factor": 0.5}}"#).is_err());
     }
 
     #[test]

@@ -617,13 +617,13 @@ fn slice_to_nifti_equals_the_plane_of_a_full_decompress() {
                         for y in 0..ny {
                             for x in 0..nx {
                                 if [x, y, z][axis] == index {
-                                    plane.push(full.data[x + nx * (y + ny * (z + nz * frame))]);
+                                    plane.push(full.data.get(x + nx * (y + ny * (z + nz * frame))));
                                 }
                             }
                         }
                     }
                     assert!(
-                        s.data == plane,
+                        s.data.to_f32() == plane,
                         "{name}: slice {ax}={index} frame {frame} differs from the full decode"
                     );
                     // The slice sits where that plane lies in the original's world space.
@@ -924,11 +924,19 @@ fn float_scan_with(path: &Path, bad: &[([usize; 3], f32)]) {
     let header = Header::from_bytes(&raw).unwrap();
     assert_eq!(header.datatype().name(), "f32");
     let [nx, ny, _, _] = header.shape();
-    let mut data = v.data.clone();
+    let mut data = v.data.to_f32();
     for &([x, y, z], value) in bad {
         data[x + nx * (y + ny * z)] = value;
     }
-    write_nifti(path, &Volume { data, header }, false).unwrap();
+    write_nifti(
+        path,
+        &Volume {
+            data: data.into(),
+            header,
+        },
+        false,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -936,7 +944,12 @@ fn nan_voxels_need_nan_fill() {
     let dir = tempdir();
     let scan = dir.path().join("nan.nii");
     float_scan_with(&scan, &[([5, 6, 7], f32::NAN), ([8, 9, 10], f32::INFINITY)]);
-    assert!(read_nifti(&scan).unwrap().data.iter().any(|v| v.is_nan()));
+    assert!(read_nifti(&scan)
+        .unwrap()
+        .data
+        .to_f32()
+        .iter()
+        .any(|v| v.is_nan()));
     compress_fails(
         dir.path(),
         &scan,
@@ -951,7 +964,7 @@ fn nan_voxels_need_nan_fill() {
     decompress(&minr, &out, &[]).ok();
     let v = read_nifti(&out).unwrap();
     assert_eq!(v.header.datatype().name(), "f32");
-    assert!(v.data.iter().all(|x| x.is_finite()));
+    assert!(v.data.to_f32().iter().all(|x| x.is_finite()));
     assert_no_temp_files(dir.path());
 }
 
@@ -1181,7 +1194,7 @@ fn max_error_bounds_hold_on_every_sample() {
             decompress(&minr, &out, &[]).ok();
             let decoded = read_nifti(&out).unwrap();
             assert_eq!(decoded.shape(), original.shape());
-            let err = max_abs_difference(&original.data, &decoded.data);
+            let err = max_abs_difference(&original.data.to_f32(), &decoded.data.to_f32());
             println!(
                 "{name} D={d}: {:.3} bpv, max error {err}",
                 report["bits_per_voxel"].as_f64().unwrap()
@@ -1189,8 +1202,9 @@ fn max_error_bounds_hold_on_every_sample() {
             if d == 0 {
                 let same = original
                     .data
+                    .to_f32()
                     .iter()
-                    .zip(&decoded.data)
+                    .zip(&decoded.data.to_f32())
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
                     same,
@@ -1654,7 +1668,7 @@ fn oblique_plane_along_an_axis_equals_the_axial_slice() {
     let (s, o) = (read_nifti(&axial).unwrap(), read_nifti(&oblique).unwrap());
     assert_eq!(o.shape(), [nx, ny, 1, 1]);
     assert!(
-        s.data == o.data,
+        s.data.to_f32() == o.data.to_f32(),
         "the oblique plane differs from the axial slice"
     );
     // Both place pixel (0, 0) at the same point of the world.
@@ -1694,12 +1708,12 @@ fn roi_and_like_decode_what_they_name() {
     for z in 4..9 {
         for y in 2..11 {
             for x in 3..20 {
-                expect.push(full.data[x + nx * (y + ny * (z + nz))]);
+                expect.push(full.data.get(x + nx * (y + ny * (z + nz))));
             }
         }
     }
     assert!(
-        roi.data == expect,
+        roi.data.to_f32() == expect,
         "the box differs from that box of the full decode"
     );
     assert_close3(
@@ -1724,7 +1738,7 @@ fn roi_and_like_decode_what_they_name() {
     let (own, like) = (read_nifti(&own).unwrap(), read_nifti(&like).unwrap());
     assert_eq!(like.shape(), own.shape());
     assert!(
-        like.data == own.data,
+        like.data.to_f32() == own.data.to_f32(),
         "resampling onto its own grid changed voxels"
     );
 }
@@ -1839,8 +1853,16 @@ fn write_box_mask(
         }
     }
     let header = scan.header.with_shape([nx, ny, nz, frames]).unwrap();
-    let data = inside.iter().map(|&b| b as u8 as f32).collect();
-    write_nifti(path, &Volume { data, header }, true).unwrap();
+    let data: Vec<f32> = inside.iter().map(|&b| b as u8 as f32).collect();
+    write_nifti(
+        path,
+        &Volume {
+            data: data.into(),
+            header,
+        },
+        true,
+    )
+    .unwrap();
     inside
 }
 
@@ -1894,7 +1916,8 @@ fn roi_bounds_hold_inside_and_outside_and_parts_decode_alike() {
             decompress(&minr, &full_path, &[]).ok();
             let full = read_nifti(&full_path).unwrap();
             assert_eq!(full.shape(), shape);
-            let (inside, outside) = inside_outside_errors(&original.data, &full.data, &mask);
+            let (inside, outside) =
+                inside_outside_errors(&original.data.to_f32(), &full.data.to_f32(), &mask);
             println!(
                 "{tag}: {:.3} bpv, max error inside {inside}, outside {outside}",
                 report["bits_per_voxel"].as_f64().unwrap()
@@ -1902,7 +1925,13 @@ fn roi_bounds_hold_inside_and_outside_and_parts_decode_alike() {
             assert!(inside <= d_in as f64, "{tag}: inside {inside} > {d_in}");
             assert!(outside <= 16.0, "{tag}: outside {outside} > 16");
             if d_in == 0 {
-                for (i, (a, b)) in original.data.iter().zip(&full.data).enumerate() {
+                for (i, (a, b)) in original
+                    .data
+                    .to_f32()
+                    .iter()
+                    .zip(&full.data.to_f32())
+                    .enumerate()
+                {
                     if mask[i % mask.len()] {
                         assert_eq!(a.to_bits(), b.to_bits(), "{tag}: voxel {i}");
                     }
@@ -1941,7 +1970,7 @@ fn roi_bounds_hold_inside_and_outside_and_parts_decode_alike() {
             let [nx, ny, nz, nt] = shape;
             let frame = nt - 1;
             let at = |x: usize, y: usize, z: usize, t: usize| {
-                full.data[x + nx * (y + ny * (z + nz * t))]
+                full.data.get(x + nx * (y + ny * (z + nz * t)))
             };
             let out = dir.path().join(format!("{tag}.slice.nii"));
             let (z, fr) = (5usize.to_string(), frame.to_string());
@@ -1951,7 +1980,10 @@ fn roi_bounds_hold_inside_and_outside_and_parts_decode_alike() {
                 .flat_map(|y| (0..nx).map(move |x| (x, y)))
                 .map(|(x, y)| at(x, y, 5, frame))
                 .collect();
-            assert!(s.data == plane, "{tag}: slice differs from the full decode");
+            assert!(
+                s.data.to_f32() == plane,
+                "{tag}: slice differs from the full decode"
+            );
             let out = dir.path().join(format!("{tag}.box.nii"));
             let roi_arg = format!("2:22,3:18,1:10,0:{nt}");
             decompress(&minr, &out, &["--roi", &roi_arg]).ok();
@@ -1967,7 +1999,7 @@ fn roi_bounds_hold_inside_and_outside_and_parts_decode_alike() {
                 }
             }
             assert!(
-                b.data == part,
+                b.data.to_f32() == part,
                 "{tag}: --roi box differs from the full decode"
             );
         }

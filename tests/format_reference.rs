@@ -613,7 +613,8 @@ impl Field {
             _ => None,
         };
         match range {
-            Some((lo, hi)) => v.round().clamp(lo, hi) as f32,
+            // An integer: no negative zero (`+ 0.0` turns −0 into 0).
+            Some((lo, hi)) => (v.round().clamp(lo, hi) + 0.0) as f32,
             None => v as f32,
         }
     }
@@ -690,7 +691,7 @@ fn check_against_medinr(name: &str, bytes: &[u8], other: [usize; 4]) -> Field {
         let theirs = decoder.decode(resampled).unwrap();
         assert_eq!(theirs.shape(), shape);
         let ours = field.decode(shape);
-        let a = compare(&ours, &theirs.data);
+        let a = compare(&ours, &theirs.data.to_f32());
         let n = ours.len();
         println!(
             "  {name} {shape:?}: identical voxels {}/{n} ({:.4} %), max |difference| {} stored \
@@ -761,7 +762,7 @@ fn reference_decoder_matches_medinr_on_a_float_scan() {
     }
     put(&mut file, 108, &352f32.to_le_bytes()); // vox_offset
     put(&mut file, 344, b"n+1\0");
-    for v in &mri.data {
+    for v in &mri.data.to_f32() {
         file.extend((v * 0.013 + 2.5).to_le_bytes());
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1141,8 +1142,8 @@ fn scan_values(scan: Scan) -> ([usize; 4], Vec<f32>) {
     };
     let volume = read_nifti(Path::new(path)).unwrap();
     let data = match map {
-        None => volume.data.clone(),
-        Some((a, b)) => volume.data.iter().map(|&v| v * a + b).collect(),
+        None => volume.data.to_f32(),
+        Some((a, b)) => volume.data.to_f32().iter().map(|&v| v * a + b).collect(),
     };
     (volume.shape(), data)
 }
@@ -1356,8 +1357,9 @@ fn write_with_field(f: &ResidualFixture, input: &Path, output: &str, cz: usize, 
         .unwrap()
         .decode(None)
         .unwrap()
-        .data;
-    let (shape, data) = (volume.shape(), &volume.data);
+        .data
+        .to_f32();
+    let (shape, data) = (volume.shape(), &volume.data.to_f32());
     let kind = match f.scan {
         Scan::Data(_) => Kind::Integer {
             min: data.iter().fold(f32::MAX, |a, &b| a.min(b)) as i64,
@@ -1409,7 +1411,7 @@ fn reference_residual_decoder_matches_medinr_on_committed_files() {
         if let (Some((_, inner)), Some(outer)) = (f.roi, f.max_error) {
             assert_eq!(ours.bounds, Some((inner, outer)), "{}", f.name);
         }
-        let a = compare(&ours.values, &theirs.data);
+        let a = compare(&ours.values, &theirs.data.to_f32());
         let n = ours.values.len();
         assert!(
             a.identical == n,
@@ -1438,7 +1440,7 @@ fn reference_residual_decoder_matches_medinr_on_committed_files() {
             }
         }
         assert_eq!(
-            compare(&want, &cropped.data).identical,
+            compare(&want, &cropped.data.to_f32()).identical,
             want.len(),
             "{} box",
             f.name
@@ -1447,7 +1449,7 @@ fn reference_residual_decoder_matches_medinr_on_committed_files() {
         let field = Field::from_bytes(&bytes).unwrap();
         let resampled = compare(
             &field.decode(f.other),
-            &decoder.decode(Some(f.other)).unwrap().data,
+            &decoder.decode(Some(f.other)).unwrap().data.to_f32(),
         );
         assert_eq!(resampled.identical, f.other.iter().product::<usize>());
         // The bound, against the original scan.
@@ -1568,7 +1570,7 @@ fn both_decoders(bytes: &[u8]) -> (Result<Vec<f32>, String>, Result<Vec<f32>, St
     let ours = reference_decode(bytes).map(|d| d.values);
     let theirs = Decoder::from_bytes(bytes)
         .and_then(|d| d.decode(None))
-        .map(|v| v.data)
+        .map(|v| v.data.to_f32())
         .map_err(|e| e.to_string());
     (ours, theirs)
 }

@@ -23,7 +23,7 @@ pub(super) fn timeseries_of(volume: &Volume, decoded: &[f32]) -> Result<Option<T
     if shape[3] < 3 {
         return Ok(None);
     }
-    let t = compare_timeseries(&volume.data, decoded, shape, None)?;
+    let t = compare_timeseries(&volume.data.to_f32(), decoded, shape, None)?;
     Ok(Some(TsFigures {
         mask_voxels: t.mask_voxels,
         mask_psnr_db: metrics_finite(t.mask_psnr_db),
@@ -71,8 +71,17 @@ pub(super) fn run_medinr_bounded(
         .and_then(|dec| dec.decode(None))
         .with_context(|| format!("medinr --max-error {d}: decoding the written bytes"))?;
     let decode_s = t.elapsed().as_secs_f64();
-    check_decoded(MEDINR_BOUNDED, volume, &decoded.data, decoded.shape())?;
-    let c = metrics::compare(&volume.data, &decoded.data, volume.shape())?;
+    check_decoded(
+        MEDINR_BOUNDED,
+        volume,
+        &decoded.data.to_f32(),
+        decoded.shape(),
+    )?;
+    let c = metrics::compare(
+        &volume.data.to_f32(),
+        &decoded.data.to_f32(),
+        volume.shape(),
+    )?;
     let limit = if volume.header.datatype().is_integer() {
         d.floor()
     } else {
@@ -107,8 +116,8 @@ pub(super) fn run_medinr_bounded(
     row.mode = if d == 0.0 { "lossless" } else { "bounded" }.into();
     row.max_error_bound = Some(d);
     (row.encode_s, row.decode_s) = (encode_s, decode_s);
-    row.timeseries = timeseries_of(volume, &decoded.data)?;
-    row.slice = at.take(&decoded.data);
+    row.timeseries = timeseries_of(volume, &decoded.data.to_f32())?;
+    row.slice = at.take(&decoded.data.to_f32());
     Ok(row)
 }
 
@@ -116,10 +125,10 @@ pub(super) fn run_medinr_bounded(
 #[cfg(feature = "sz3")]
 pub(super) fn run_sz3(volume: &Volume, scan: &str, d: f64, at: SliceAt) -> Result<Row> {
     let integer = volume.header.datatype().is_integer();
-    let r = medinr::study::sz3::code_volume(&volume.data, volume.shape(), d, integer)
+    let r = medinr::study::sz3::code_volume(&volume.data.to_f32(), volume.shape(), d, integer)
         .map_err(|e| anyhow!(e).context(format!("SZ3 at bound {d}")))?;
     check_decoded(SZ3, volume, &r.decoded, volume.shape())?;
-    let c = metrics::compare(&volume.data, &r.decoded, volume.shape())?;
+    let c = metrics::compare(&volume.data.to_f32(), &r.decoded, volume.shape())?;
     if c.max_abs_error > d {
         anyhow::bail!(
             "SZ3 at bound {d} decoded with max error {}",

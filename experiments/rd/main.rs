@@ -396,7 +396,7 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
     if count > 0 {
         bail!("{count} NaN/infinite voxels (first at {first:?}); neither codec can be compared on them");
     }
-    let data_range = metrics::data_range(&volume.data);
+    let data_range = metrics::data_range(&volume.data.to_f32());
     // JPEG 2000 codes stored integers directly when they fit its 16-bit samples; anything else
     // (floats, 32-bit integers of wide range) is quantised to 16 bits by the baseline.
     let j2k_integer = datatype.is_integer() && data_range < 65536.0;
@@ -660,8 +660,12 @@ fn run_medinr(
         .and_then(|d| d.decode(None))
         .with_context(|| format!("medinr at {bpv} bpv: decoding the written bytes"))?;
     let decode_s = t.elapsed().as_secs_f64();
-    check_decoded(MEDINR, volume, &decoded.data, decoded.shape())?;
-    let c = metrics::compare(&volume.data, &decoded.data, volume.shape())?;
+    check_decoded(MEDINR, volume, &decoded.data.to_f32(), decoded.shape())?;
+    let c = metrics::compare(
+        &volume.data.to_f32(),
+        &decoded.data.to_f32(),
+        volume.shape(),
+    )?;
 
     let mut warning = None;
     if (report.bytes as u64) != bytes.len() as u64 || !same_psnr(report.quality.psnr_db, c.psnr_db)
@@ -693,8 +697,8 @@ fn run_medinr(
         grid_step: report.grid_step,
         field: serde_json::to_value(&report.config)?,
     });
-    row.timeseries = timeseries_of(volume, &decoded.data)?;
-    row.slice = at.take(&decoded.data);
+    row.timeseries = timeseries_of(volume, &decoded.data.to_f32())?;
+    row.slice = at.take(&decoded.data.to_f32());
     Ok(Ok((row, warning)))
 }
 
@@ -721,10 +725,10 @@ fn field_summary(c: &FieldConfig, parameters: usize) -> String {
 
 fn run_j2k(volume: &Volume, scan: &str, mode: J2kMode, integer: bool, at: SliceAt) -> Result<Row> {
     let shape = volume.shape();
-    let r = code_volume(&volume.data, shape, integer, mode)
+    let r = code_volume(&volume.data.to_f32(), shape, integer, mode)
         .map_err(|e: J2kError| anyhow!(e).context(format!("JPEG 2000 {mode:?}")))?;
     check_decoded("JPEG 2000", volume, &r.decoded, shape)?;
-    let c = metrics::compare(&volume.data, &r.decoded, shape)?;
+    let c = metrics::compare(&volume.data.to_f32(), &r.decoded, shape)?;
     let (target, wavelet) = match mode {
         J2kMode::Lossy { bpv } => (Some(bpv), "irreversible 9/7"),
         J2kMode::Lossless => (None, "reversible 5/3"),

@@ -695,7 +695,7 @@ pub(super) fn slice_picture(
             .expect("both codecs ran at the chosen rate")
     };
     let (m, j) = (find(MEDINR), find(J2K));
-    let original = at.take(&volume.data);
+    let original = at.take(&volume.data.to_f32());
     for r in [m, j] {
         if r.slice.len() != original.len() {
             bail!(

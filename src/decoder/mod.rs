@@ -18,7 +18,7 @@ use crate::codec::container::FormatError;
 use crate::codec::payload::MinrFile;
 use crate::model::ModelError;
 use crate::residual::{self, ResidualError};
-use crate::volume::{DataType, Header, Volume, VolumeError};
+use crate::volume::{DataType, Header, Volume, VolumeError, Voxels};
 
 /// What part of the output grid to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +194,7 @@ impl Decoder {
             self.header.with_shape(shape).map_err(DecodeError::Regrid)?
         };
         let (data, _) = self.region(shape, Region::Full)?;
+        let data = Voxels::from_f32(data, header.datatype());
         Ok(Volume { data, header })
     }
 
@@ -206,6 +207,7 @@ impl Decoder {
             .header
             .crop(start, shape)
             .map_err(DecodeError::Regrid)?;
+        let data = Voxels::from_f32(data, header.datatype());
         Ok(Volume { data, header })
     }
 

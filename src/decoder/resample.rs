@@ -315,6 +315,7 @@ impl Decoder {
                 data.extend(self.at_world(&points, t)?);
             }
         }
+        let data = crate::volume::Voxels::from_f32(data, header.datatype());
         Ok(Volume { data, header })
     }
 }

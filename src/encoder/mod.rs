@@ -6,6 +6,7 @@
 //! Rate control lives in `rate` (the searches) and `steps` (the step arithmetic); every tuning
 //! constant is in `crate::settings::EncoderSettings`.
 
+mod check;
 mod probe;
 mod rate;
 mod steps;
@@ -25,8 +26,8 @@ use crate::decoder::{DecodeError, Decoder, Region};
 use crate::metrics;
 use crate::model::{FieldConfig, ModelError};
 use crate::train::trainer::RunPlan;
-use crate::train::{Field, QuantSteps, Sampler, Trainer};
-use crate::volume::Volume;
+use crate::train::{Field, QuantSteps, Sampler, Targets, Trainer};
+use crate::volume::{Volume, Voxels};
 
 /// What the file must achieve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -258,9 +259,10 @@ pub fn encode(
     }
     let shape = volume.shape();
     check_roi(options, shape)?;
-    let data = finite_data(volume, options.nan_fill)?;
+    let filled = fill_non_finite(volume, options.nan_fill)?;
+    let data = filled.as_ref().unwrap_or(&volume.data);
     let voxels = data.len();
-    let (value_min, value_max) = value_range(&data);
+    let (value_min, value_max) = value_range(data);
     let scale = (value_max - value_min) as f32;
     if !scale.is_finite() {
         return Err(EncodeError::RangeTooWide {
@@ -268,10 +270,7 @@ pub fn encode(
             max: value_max,
         });
     }
-    let targets: Vec<f32> = data
-        .iter()
-        .map(|&v| ((v as f64 - value_min) as f32) / scale)
-        .collect();
+    let targets = Targets::new(data, value_min, scale);
     let stored_bits = volume.header.datatype().bytes() * 8;
     let target_bytes = match options.target {
         RateTarget::BitsPerVoxel(bpv) if bpv > 0.0 && bpv.is_finite() => {
@@ -311,8 +310,8 @@ pub fn encode(
 
     let mut ctx = Fit {
         shape,
-        targets: &targets,
-        data: &data,
+        targets,
+        data,
         options,
         settings: &options.settings,
         value_min,
@@ -350,37 +349,9 @@ pub fn encode(
         residual_uses_field = Some(uses_field);
     }
     let bytes = file.to_bytes()?.len();
-    let decoded = ctx.decode_stored(&file, Region::Full)?;
     // Reported in physical units (after scl_slope/scl_inter), as `medinr compare` does.
-    let (slope, inter) = (volume.header.scl_slope(), volume.header.scl_inter());
-    let quality = metrics::compare(
-        &metrics::physical(&data, slope, inter),
-        &metrics::physical(&decoded, slope, inter),
-        shape,
-    )?;
-    if let Some(bound) = options.bound {
-        // The guarantee is in stored units, checked on every voxel of the real file: with a
-        // region of interest, inside against its bound, outside against the file's.
-        let limit = match bound {
-            Bound::Lossless => 0.0,
-            Bound::MaxError(d) => d,
-        };
-        let frame = shape[0] * shape[1] * shape[2];
-        let limit_of = |i: usize| match &options.roi {
-            Some(r) if r.mask[if r.mask.len() == frame { i % frame } else { i }] => r.max_error,
-            _ => limit,
-        };
-        for (i, (a, b)) in decoded.iter().zip(&data).enumerate() {
-            let l = limit_of(i);
-            let error = (*a as f64 - *b as f64).abs();
-            if (l == 0.0 && a.to_bits() != b.to_bits()) || error > l {
-                return Err(EncodeError::BoundViolated {
-                    got: error,
-                    bound: l,
-                });
-            }
-        }
-    }
+    let units = (volume.header.scl_slope(), volume.header.scl_inter());
+    let quality = ctx.check(&file, units, true, progress)?;
     let report = EncodeReport {
         bytes,
         target_bytes,
@@ -430,18 +401,15 @@ fn check_roi(options: &EncodeOptions, shape: [usize; 4]) -> Result<(), EncodeErr
     Ok(())
 }
 
-/// The scan's values, with non-finite voxels refused or replaced.
-fn finite_data(volume: &Volume, fill: Option<f32>) -> Result<Vec<f32>, EncodeError> {
+/// The scan's values with non-finite voxels replaced (`Some`, a copy), or `None` when it has
+/// none; refused when it has some and no fill value is given.
+fn fill_non_finite(volume: &Volume, fill: Option<f32>) -> Result<Option<Voxels>, EncodeError> {
     let (count, first) = volume.non_finite_count();
     if count == 0 {
-        return Ok(volume.data.clone());
+        return Ok(None);
     }
     match fill {
-        Some(v) if v.is_finite() => Ok(volume
-            .data
-            .iter()
-            .map(|&x| if x.is_finite() { x } else { v })
-            .collect()),
+        Some(v) if v.is_finite() => Ok(Some(volume.data.filled(v))),
         _ => Err(EncodeError::NonFinite {
             count,
             first: first.unwrap_or([0; 4]),
@@ -450,12 +418,8 @@ fn finite_data(volume: &Volume, fill: Option<f32>) -> Result<Vec<f32>, EncodeErr
 }
 
 /// Smallest and largest value; a constant scan gets a unit range so normalisation is defined.
-fn value_range(data: &[f32]) -> (f64, f64) {
-    let (lo, hi) = data
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
+fn value_range(data: &Voxels) -> (f64, f64) {
+    let (lo, hi) = data.finite_range().unwrap_or((0.0, 0.0));
     let (lo, hi) = (lo as f64, hi as f64);
     if hi > lo {
         (lo, hi)
@@ -467,8 +431,10 @@ fn value_range(data: &[f32]) -> (f64, f64) {
 /// State shared by the steps of one compress run.
 struct Fit<'a> {
     shape: [usize; 4],
-    targets: &'a [f32],
-    data: &'a [f32],
+    /// The stored values normalised as the field sees them.
+    targets: Targets<'a>,
+    /// The stored values (non-finite ones filled).
+    data: &'a Voxels,
     options: &'a EncodeOptions,
     settings: &'a EncoderSettings,
     value_min: f64,
@@ -488,15 +454,21 @@ impl Fit<'_> {
         self.targets.len()
     }
 
+    /// The scan's range in stored units (1 for a constant scan), as PSNR is measured.
+    fn stored_range(&self) -> f64 {
+        self.value_max - self.value_min
+    }
+
     /// The main fit's plan: batches of a fraction of the scan (a power of two within the
-    /// settings' bounds), steps scaled by the effort.
+    /// settings' bounds), steps scaled by the effort and, for very large scans, their size.
     fn plan(&self) -> RunPlan {
         let s = &self.settings.fit;
         let batch = ((self.voxels() as f64 * s.batch_fraction) as usize)
             .max(1)
             .next_power_of_two()
             .clamp(s.min_batch, s.max_batch);
-        let steps = ((s.steps as f64 * self.options.effort).round() as usize).max(s.min_steps);
+        let scale = self.options.effort * s.size_step_factor(self.voxels());
+        let steps = ((s.steps as f64 * scale).round() as usize).max(s.min_steps);
         RunPlan::main_fit(s, steps, batch)
     }
 
@@ -665,9 +637,12 @@ impl Fit<'_> {
             max_error: r.max_error,
         });
         let options = Options::default();
+        // The residual coder works on the whole scan as f32: bounded modes hold it (and the
+        // field's prediction) in memory, unlike the field alone.
+        let data = self.data.to_f32();
         let code = |prediction: Option<&[f32]>| match &roi {
-            Some(roi) => encode_roi(self.data, prediction, self.shape, mode, kind, roi, &options),
-            None => encode_with(self.data, prediction, self.shape, mode, kind, &options),
+            Some(roi) => encode_roi(&data, prediction, self.shape, mode, kind, roi, &options),
+            None => encode_with(&data, prediction, self.shape, mode, kind, &options),
         };
         let prediction = self.decode_stored(file, Region::Full)?;
         let mut with_field = file.clone();

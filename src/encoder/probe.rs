@@ -89,11 +89,7 @@ impl Fit<'_> {
             .iter()
             .map(|&y| to_stored(y, self.value_min, self.value_max, datatype))
             .collect();
-        let reference: Vec<f32> = probe.indices.iter().map(|&i| self.data[i]).collect();
-        Ok(metrics::psnr(
-            &reference,
-            &test,
-            metrics::data_range(self.data),
-        ))
+        let reference: Vec<f32> = probe.indices.iter().map(|&i| self.data.get(i)).collect();
+        Ok(metrics::psnr(&reference, &test, self.stored_range()))
     }
 }

@@ -5,10 +5,8 @@
 
 use super::probe::ProbeSet;
 use super::steps::{minimum_size, search_grid_step, steps_for, tensors_size, StepPlan};
-use super::{EncodeError, Fit, Phase, Progress};
+use super::{EncodeError, Fit, Phase, Progress, Silent};
 use crate::codec::payload::{overhead, MinrFile};
-use crate::decoder::Region;
-use crate::metrics;
 use crate::model::{tensor_specs, FieldConfig};
 
 impl Fit<'_> {
@@ -141,8 +139,7 @@ impl Fit<'_> {
             for _ in 0..rate.psnr_tighten_attempts {
                 let steps = steps_for(&specs, &tuned, step, &plan);
                 let file = self.assemble(&config, &tuned, &steps);
-                let decoded = self.decode_stored(&file, Region::Full)?;
-                let achieved = metrics::psnr(self.data, &decoded, metrics::data_range(self.data));
+                let achieved = self.check(&file, (1.0, 0.0), false, &mut Silent)?.psnr_db;
                 if achieved >= psnr {
                     return Ok((file, step, config));
                 }

@@ -125,8 +125,14 @@ pub fn physical(values: &[f32], slope: f64, inter: f64) -> Vec<f32> {
     }
     values
         .iter()
-        .map(|&x| (x as f64 * slope + inter) as f32)
+        .map(|&x| physical_value(x, slope, inter))
         .collect()
+}
+
+/// One stored value in physical units (see [`physical`]).
+#[inline]
+pub fn physical_value(stored: f32, slope: f64, inter: f64) -> f32 {
+    (stored as f64 * slope + inter) as f32
 }
 
 /// Voxels per frame and frames of `shape`, checking both buffers against it.
@@ -165,40 +171,140 @@ pub fn compare(
     shape: [usize; 4],
 ) -> Result<Comparison, MetricsError> {
     checked_dims(reference, test, shape)?;
-    check_finite("reference", reference)?;
-    check_finite("test", test)?;
+    let mut all = Accumulator::new(shape, data_range(reference), true);
+    all.add(reference, test)?;
+    all.finish()
+}
 
-    let range = data_range(reference);
-    let (sum_abs, sum_sq, max_abs) = reference
-        .par_chunks(1 << 16)
-        .zip(test.par_chunks(1 << 16))
-        .map(|(r, t)| {
-            let mut sa = 0.0f64;
-            let mut ss = 0.0f64;
-            let mut mx = 0.0f64;
-            for (&a, &b) in r.iter().zip(t) {
-                let d = (a as f64 - b as f64).abs();
-                sa += d;
-                ss += d * d;
-                mx = mx.max(d);
-            }
-            (sa, ss, mx)
+/// The figures of [`compare`], accumulated over whole axial slices in order, so that a scan
+/// can be compared a slab at a time without holding a decoded copy of all of it. `data_range`
+/// must be known first: it is the reference's (see [`data_range`]).
+#[derive(Debug, Clone)]
+pub struct Accumulator {
+    shape: [usize; 4],
+    range: f64,
+    /// The SSIM window and constants; `None` when only the error figures are wanted.
+    ssim: Option<(Vec<f64>, f64, f64)>,
+    sum_abs: f64,
+    sum_sq: f64,
+    max_abs: f64,
+    ssim_sum: f64,
+    voxels: usize,
+}
+
+impl Accumulator {
+    /// For a scan of `shape` whose reference spans `data_range`; `with_ssim` false skips SSIM
+    /// (then reported as NaN), which is most of the cost.
+    pub fn new(shape: [usize; 4], data_range: f64, with_ssim: bool) -> Accumulator {
+        let ssim = with_ssim.then(|| {
+            (
+                gaussian_kernel(SSIM_SIGMA, SSIM_TRUNCATE),
+                (SSIM_K1 * data_range).powi(2),
+                (SSIM_K2 * data_range).powi(2),
+            )
+        });
+        Accumulator {
+            shape,
+            range: data_range,
+            ssim,
+            sum_abs: 0.0,
+            sum_sq: 0.0,
+            max_abs: 0.0,
+            ssim_sum: 0.0,
+            voxels: 0,
+        }
+    }
+
+    /// Adds the next whole axial slices (x fastest, a multiple of `nx·ny` values each).
+    /// Fails on non-finite values, buffers of different length, a partial slice, or more
+    /// voxels than the shape has.
+    pub fn add(&mut self, reference: &[f32], test: &[f32]) -> Result<(), MetricsError> {
+        let plane = self.shape[0] * self.shape[1];
+        let total: usize = self.shape.iter().product();
+        if reference.len() != test.len() {
+            return Err(MetricsError::LengthMismatch {
+                reference: reference.len(),
+                test: test.len(),
+            });
+        }
+        if plane == 0
+            || !reference.len().is_multiple_of(plane)
+            || self.voxels + reference.len() > total
+        {
+            return Err(MetricsError::ShapeMismatch {
+                shape: self.shape,
+                expected: total,
+                reference: self.voxels + reference.len(),
+                test: self.voxels + test.len(),
+            });
+        }
+        check_finite("reference", reference)?;
+        check_finite("test", test)?;
+        let (sum_abs, sum_sq, max_abs) = reference
+            .par_chunks(1 << 16)
+            .zip(test.par_chunks(1 << 16))
+            .map(|(r, t)| {
+                let mut sa = 0.0f64;
+                let mut ss = 0.0f64;
+                let mut mx = 0.0f64;
+                for (&a, &b) in r.iter().zip(t) {
+                    let d = (a as f64 - b as f64).abs();
+                    sa += d;
+                    ss += d * d;
+                    mx = mx.max(d);
+                }
+                (sa, ss, mx)
+            })
+            .reduce(
+                || (0.0, 0.0, 0.0),
+                |x, y| (x.0 + y.0, x.1 + y.1, x.2.max(y.2)),
+            );
+        self.sum_abs += sum_abs;
+        self.sum_sq += sum_sq;
+        self.max_abs = self.max_abs.max(max_abs);
+        if let Some((kernel, c1, c2)) = &self.ssim {
+            let [nx, ny, _, _] = self.shape;
+            self.ssim_sum += ssim_sum(reference, test, nx, ny, kernel, *c1, *c2);
+        }
+        self.voxels += reference.len();
+        Ok(())
+    }
+
+    /// Voxels added so far.
+    pub fn voxels(&self) -> usize {
+        self.voxels
+    }
+
+    /// The figures, once every voxel of the shape has been added.
+    pub fn finish(&self) -> Result<Comparison, MetricsError> {
+        let total: usize = self.shape.iter().product();
+        if total == 0 {
+            return Err(MetricsError::Empty);
+        }
+        if self.voxels != total {
+            return Err(MetricsError::ShapeMismatch {
+                shape: self.shape,
+                expected: total,
+                reference: self.voxels,
+                test: self.voxels,
+            });
+        }
+        let n = total as f64;
+        let mse = self.sum_sq / n;
+        let slices = (total / (self.shape[0] * self.shape[1])) as f64;
+        Ok(Comparison {
+            psnr_db: psnr_from_mse(mse, self.range),
+            ssim: match self.ssim {
+                Some(_) => self.ssim_sum / slices,
+                None => f64::NAN,
+            },
+            max_abs_error: self.max_abs,
+            mae: self.sum_abs / n,
+            rmse: mse.sqrt(),
+            data_range: self.range,
+            voxels: total,
         })
-        .reduce(
-            || (0.0, 0.0, 0.0),
-            |x, y| (x.0 + y.0, x.1 + y.1, x.2.max(y.2)),
-        );
-    let n = reference.len() as f64;
-    let mse = sum_sq / n;
-    Ok(Comparison {
-        psnr_db: psnr_from_mse(mse, range),
-        ssim: ssim(reference, test, shape, range),
-        max_abs_error: max_abs,
-        mae: sum_abs / n,
-        rmse: mse.sqrt(),
-        data_range: range,
-        voxels: reference.len(),
-    })
+    }
 }
 
 /// Count non-finite values and report the first one.
@@ -310,12 +416,15 @@ pub fn ssim(reference: &[f32], test: &[f32], shape: [usize; 4], data_range: f64)
     let kernel = gaussian_kernel(SSIM_SIGMA, SSIM_TRUNCATE);
     let c1 = (SSIM_K1 * data_range).powi(2);
     let c2 = (SSIM_K2 * data_range).powi(2);
-    let total: f64 = reference
-        .par_chunks(plane)
-        .zip(test.par_chunks(plane))
-        .map(|(r, t)| ssim_slice(r, t, nx, ny, &kernel, c1, c2))
-        .sum();
-    total / slices as f64
+    ssim_sum(reference, test, nx, ny, &kernel, c1, c2) / slices as f64
+}
+
+/// Sum of the slices' mean SSIM over whole `nx × ny` slices, in parallel.
+fn ssim_sum(r: &[f32], t: &[f32], nx: usize, ny: usize, k: &[f64], c1: f64, c2: f64) -> f64 {
+    r.par_chunks(nx * ny)
+        .zip(t.par_chunks(nx * ny))
+        .map(|(r, t)| ssim_slice(r, t, nx, ny, k, c1, c2))
+        .sum()
 }
 
 /// Normalised 1D Gaussian kernel exactly as scipy.ndimage builds it.
@@ -544,5 +653,32 @@ mod tests {
                 "{nx}x{ny} R={range}: {got} vs {want}"
             );
         }
+    }
+
+    #[test]
+    fn slab_by_slab_accumulation_equals_one_comparison() {
+        let shape = [23, 17, 6, 2];
+        let n: usize = shape.iter().product();
+        let mut r = rng(7);
+        let a: Vec<f32> = (0..n).map(|_| (r() * 1000.0).round() as f32).collect();
+        let b: Vec<f32> = a.iter().map(|&x| x + (r() * 20.0 - 10.0) as f32).collect();
+        let whole = compare(&a, &b, shape).unwrap();
+        let plane = 23 * 17;
+        let mut acc = Accumulator::new(shape, data_range(&a), true);
+        for (ra, rb) in a.chunks(plane * 5).zip(b.chunks(plane * 5)) {
+            acc.add(ra, rb).unwrap();
+        }
+        let slabs = acc.finish().unwrap();
+        assert_eq!(slabs.max_abs_error, whole.max_abs_error);
+        assert!((slabs.psnr_db - whole.psnr_db).abs() < 1e-9);
+        assert!((slabs.ssim - whole.ssim).abs() < 1e-12);
+        assert!((slabs.mae - whole.mae).abs() < 1e-9);
+        // A partial slice, too many voxels, and too few are refused.
+        let mut bad = Accumulator::new(shape, 1.0, false);
+        assert!(bad.add(&a[..plane + 1], &b[..plane + 1]).is_err());
+        assert!(bad.finish().is_err());
+        bad.add(&a, &b).unwrap();
+        assert!(bad.add(&a[..plane], &b[..plane]).is_err());
+        assert!(bad.finish().unwrap().ssim.is_nan());
     }
 }

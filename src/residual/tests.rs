@@ -485,11 +485,17 @@ fn real_scans_round_trip_within_the_bound() {
             let vol = crate::volume::read_nifti(&path).unwrap();
             let shape = vol.shape();
             let kind = Kind::of(vol.header.datatype());
-            let field = blurred(&vol.data, shape, kind);
+            let field = blurred(&vol.data.to_f32(), shape, kind);
             let raw_bits = vol.data.len() * vol.header.datatype().bytes() * 8;
             for d in [0.0, 1.0, 4.0, 16.0] {
-                let size =
-                    check_integer(&vol.data, Some(&field), shape, kind, d, &Options::default());
+                let size = check_integer(
+                    &vol.data.to_f32(),
+                    Some(&field),
+                    shape,
+                    kind,
+                    d,
+                    &Options::default(),
+                );
                 if d == 0.0 {
                     assert!(
                         size * 8 < raw_bits,
@@ -497,7 +503,14 @@ fn real_scans_round_trip_within_the_bound() {
                     );
                 }
             }
-            check_integer(&vol.data, None, shape, kind, 0.0, &Options::default());
+            check_integer(
+                &vol.data.to_f32(),
+                None,
+                shape,
+                kind,
+                0.0,
+                &Options::default(),
+            );
             seen += 1;
         }
     }

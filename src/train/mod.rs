@@ -12,7 +12,7 @@ pub mod trainer;
 
 pub use fake_quant::QuantSteps;
 pub use field::Field;
-pub use sampler::Sampler;
+pub use sampler::{Sampler, Targets};
 pub use trainer::{Phase, Progress, Silent, Trainer};
 
 use candle_core::{CpuStorage, Layout};

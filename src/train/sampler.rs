@@ -1,15 +1,53 @@
 //! Training batches drawn straight from the voxel array: random voxel indices, their
-//! coordinates and normalised intensities. Nothing proportional to the scan is materialised
-//! beyond the targets themselves, so long 4D series fit in memory.
+//! coordinates and normalised intensities. Nothing proportional to the scan is materialised:
+//! intensities are normalised as they are drawn ([`Targets`]) from the stored values, so long
+//! 4D series fit in memory.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::coords::{axis_coordinates, push_voxel_coordinates};
+use crate::volume::Voxels;
+
+/// What the field is fitted to: the stored values mapped to about [0, 1] as
+/// `(v − offset) / scale` when read, so no normalised copy of the scan is held.
+#[derive(Debug, Clone, Copy)]
+pub struct Targets<'a> {
+    values: &'a Voxels,
+    offset: f64,
+    scale: f32,
+}
+
+impl<'a> Targets<'a> {
+    /// `values` mapped by `(v − offset) / scale` (the subtraction in f64, the division in f32).
+    pub fn new(values: &'a Voxels, offset: f64, scale: f32) -> Targets<'a> {
+        Targets {
+            values,
+            offset,
+            scale,
+        }
+    }
+
+    /// Number of voxels.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The normalised value of voxel `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        ((self.values.get(i) as f64 - self.offset) as f32) / self.scale
+    }
+}
 
 /// Uniform sampler over voxel centres, seeded and reproducible.
 pub struct Sampler<'a> {
-    targets: &'a [f32],
+    targets: Targets<'a>,
     shape: [usize; 4],
     dims: usize,
     rng: ChaCha8Rng,
@@ -20,7 +58,7 @@ pub struct Sampler<'a> {
 impl<'a> Sampler<'a> {
     /// `targets` are normalised intensities in x-fastest order over `shape` (`[nx, ny, nz, nt]`);
     /// `dims` is 3 or 4.
-    pub fn new(targets: &'a [f32], shape: [usize; 4], dims: usize, seed: u64) -> Sampler<'a> {
+    pub fn new(targets: Targets<'a>, shape: [usize; 4], dims: usize, seed: u64) -> Sampler<'a> {
         let axes = shape.map(axis_coordinates);
         Sampler {
             targets,
@@ -39,7 +77,7 @@ impl<'a> Sampler<'a> {
         for _ in 0..batch {
             let index = self.rng.random_range(0..total);
             push_voxel_coordinates(index, self.shape, self.dims, &self.axes, coords);
-            values.push(self.targets[index]);
+            values.push(self.targets.get(index));
         }
     }
 }
@@ -51,9 +89,10 @@ mod tests {
     #[test]
     fn batches_are_reproducible_and_consistent() {
         let shape = [4, 3, 2, 2];
-        let targets: Vec<f32> = (0..48).map(|i| i as f32).collect();
-        let mut a = Sampler::new(&targets, shape, 4, 3);
-        let mut b = Sampler::new(&targets, shape, 4, 3);
+        let stored = Voxels::I16((0..48).map(|i| 2 * i - 10).collect());
+        let targets = Targets::new(&stored, -10.0, 2.0);
+        let mut a = Sampler::new(targets, shape, 4, 3);
+        let mut b = Sampler::new(targets, shape, 4, 3);
         let (mut ca, mut va, mut cb, mut vb) = (vec![], vec![], vec![], vec![]);
         a.fill(&mut ca, &mut va, 100);
         b.fill(&mut cb, &mut vb, 100);

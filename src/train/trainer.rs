@@ -51,6 +51,9 @@ pub trait Progress {
     /// error of that step's training batch on the normalised values (not a measure of the
     /// whole scan, which only the final check gives).
     fn update(&mut self, step: usize, steps: usize, batch_loss: f64);
+    /// In the [`Phase::Check`]: `voxels` of the `total` the self-check decodes and compares
+    /// are done (its cost grows with the scan, unlike the fit's).
+    fn checked(&mut self, _voxels: usize, _total: usize) {}
 }
 
 /// What the encoder is doing, for [`Progress::phase`].

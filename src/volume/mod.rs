@@ -1,10 +1,10 @@
 //! Medical volumes in and out: NIfTI-1/NIfTI-2 scans read and written with exact fidelity,
 //! and DICOM series read ([`dicom`]) into the same [`Volume`] with a NIfTI header.
 //!
-//! A [`Volume`] holds the stored voxel values as f32 (before scl_slope/scl_inter) and a
-//! [`Header`] that keeps the original header bytes, so `read_nifti` → `write_nifti`
-//! reproduces the file's header and voxel bytes (exactly for u8 i8 u16 i16 f32; i32, u32
-//! and f64 keep 24 bits of precision, see [`voxels`]).
+//! A [`Volume`] holds the stored voxel values (before scl_slope/scl_inter) in their own type
+//! ([`Voxels`]) and a [`Header`] that keeps the original header bytes, so `read_nifti` →
+//! `write_nifti` reproduces the file's header and voxel bytes (exactly for u8 i8 u16 i16 f32;
+//! i32, u32 and f64 keep 24 bits of precision, see [`voxels`]).
 
 mod datatype;
 pub mod dicom;
@@ -27,12 +27,13 @@ pub use dicom::{is_dicom_input, read_dicom};
 pub use error::{DicomProblem, VolumeError};
 pub use header::Header;
 pub use nifti_io::{read_nifti, read_nifti_bytes, read_nifti_from_memory, write_nifti};
+pub use voxels::Voxels;
 
-/// One scan: stored voxel values (before scl_slope/scl_inter) as f32, x fastest, then y, z, t.
+/// One scan: stored voxel values (before scl_slope/scl_inter), x fastest, then y, z, t.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Volume {
-    /// Stored voxel values, x fastest (NIfTI order), as f32.
-    pub data: Vec<f32>,
+    /// Stored voxel values, x fastest (NIfTI order), in their own type where exact.
+    pub data: Voxels,
     /// The NIfTI header: geometry, scaling, description, extensions.
     pub header: Header,
 }
@@ -55,17 +56,9 @@ impl Volume {
     /// Number of NaN/infinite voxels and the [x, y, z, t] index of the first one.
     pub fn non_finite_count(&self) -> (usize, Option<[usize; 4]>) {
         let [nx, ny, nz, _] = self.shape();
-        let mut count = 0;
-        let mut first = None;
-        for (i, v) in self.data.iter().enumerate() {
-            if !v.is_finite() {
-                count += 1;
-                if first.is_none() {
-                    let (nx, ny, nz) = (nx.max(1), ny.max(1), nz.max(1));
-                    first = Some([i % nx, i / nx % ny, i / (nx * ny) % nz, i / (nx * ny * nz)]);
-                }
-            }
-        }
+        let (nx, ny, nz) = (nx.max(1), ny.max(1), nz.max(1));
+        let (count, first) = self.data.non_finite();
+        let first = first.map(|i| [i % nx, i / nx % ny, i / (nx * ny) % nz, i / (nx * ny * nz)]);
         (count, first)
     }
 }

@@ -85,7 +85,8 @@ fn to_volume(header: Header, bytes: Vec<u8>, path: &Path) -> Result<Volume, Volu
             datatype: header.datatype().name(),
         });
     }
-    let data = voxels::decode(&bytes, header.datatype(), header.is_big_endian());
+    let data = voxels::Voxels::decode(&bytes, header.datatype(), header.is_big_endian());
+    drop(bytes);
     Ok(Volume { data, header })
 }
 
@@ -204,8 +205,9 @@ fn read_from(
     }
     let ext_start = if header.is_nifti2() { 540 } else { 348 };
     header.set_extension_bytes(buf.get(ext_start..vox_offset).unwrap_or(&[]));
-    let data = buf.split_off(vox_offset);
-    Ok((header, data))
+    // In place: the voxel bytes are most of the file, so no second copy of them.
+    buf.drain(..vox_offset);
+    Ok((header, buf))
 }
 
 /// Write `vol` to `path`: gzip when the name ends in `.gz`, plain otherwise; the header in
@@ -237,7 +239,8 @@ pub fn write_nifti(path: &Path, vol: &Volume, overwrite: bool) -> Result<(), Vol
             std::io::Error::other(format!("{data_bytes} bytes of voxels")),
         )
     })?;
-    voxels::encode_into(&vol.data, h.datatype(), h.is_big_endian(), &mut bytes);
+    vol.data
+        .encode_into(h.datatype(), h.is_big_endian(), &mut bytes);
     let gz = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase().ends_with(".gz"))

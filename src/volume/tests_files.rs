@@ -15,7 +15,12 @@ fn known_facts_about_the_samples() {
     let ct = read_nifti(&sample("ct_chest_lung2.nii.gz")).unwrap();
     assert_eq!(ct.shape(), [512, 512, 61, 1]);
     assert_eq!(ct.header.datatype(), DataType::I16);
-    let min = ct.data.iter().copied().fold(f32::INFINITY, f32::min);
+    let min = ct
+        .data
+        .to_f32()
+        .iter()
+        .copied()
+        .fold(f32::INFINITY, f32::min);
     assert!(
         min * ct.header.scl_slope() as f32 + (ct.header.scl_inter() as f32) < -500.0,
         "HU min {min}"
@@ -25,7 +30,7 @@ fn known_facts_about_the_samples() {
     assert!(be.header.is_big_endian() && !be.header.is_nifti2());
     assert_eq!(be.shape(), [33, 41, 25, 1]);
     assert_eq!(be.header.datatype(), DataType::I16);
-    assert!(be.data.iter().any(|&v| v < 0.0));
+    assert!(be.data.to_f32().iter().any(|&v| v < 0.0));
 
     let n2 = read_nifti(&sample("nifti2_small_4d.nii.gz")).unwrap();
     assert!(n2.header.is_nifti2() && !n2.header.is_big_endian());
@@ -81,7 +86,7 @@ fn every_sample_round_trips_exactly() {
         assert_eq!(h2.to_bytes(), header.to_bytes(), "{path:?}: header bytes");
         let dt = header.datatype();
         let expected = if matches!(dt, DataType::F64 | DataType::I32 | DataType::U32) {
-            voxels::encode(&vol.data, dt, header.is_big_endian()) // through f32, documented loss
+            voxels::encode(&vol.data.to_f32(), dt, header.is_big_endian()) // through f32, documented loss
         } else {
             orig_voxels.clone()
         };
@@ -90,8 +95,9 @@ fn every_sample_round_trips_exactly() {
         assert!(
             again
                 .data
+                .to_f32()
                 .iter()
-                .zip(&vol.data)
+                .zip(&vol.data.to_f32())
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{path:?}: voxel values"
         );

@@ -80,7 +80,7 @@ pub fn cross_check_with_nifti_crate(path: &Path, vol: &Volume) {
     assert!(
         theirs
             .iter()
-            .zip(&vol.data)
+            .zip(&vol.data.to_f32())
             .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())),
         "{path:?}: stored values differ from the nifti crate's"
     );
@@ -88,7 +88,7 @@ pub fn cross_check_with_nifti_crate(path: &Path, vol: &Volume) {
     if h.datatype() != DataType::F64 && h.voxel_count() < 100_000 {
         let scaled = obj.into_volume().into_ndarray::<f64>().unwrap();
         let scaled: Vec<f64> = scaled.t().iter().copied().collect();
-        for (s, &v) in scaled.iter().zip(&vol.data) {
+        for (s, &v) in scaled.iter().zip(&vol.data.to_f32()) {
             let ours = v as f64 * h.scl_slope() + h.scl_inter();
             assert!(
                 (s - ours).abs() <= 1e-6 * ours.abs().max(1.0),
@@ -116,7 +116,7 @@ fn every_type_order_and_version_round_trips() {
                     assert_eq!(h.datatype(), dt);
                     assert_eq!(vol.shape(), SHAPE);
                     assert_eq!(vol.ndim(), 4);
-                    assert_eq!(vol.data, values, "{name}");
+                    assert_eq!(vol.data.to_f32(), values, "{name}");
                     assert_eq!((h.scl_slope(), h.scl_inter()), (2.0, -1.0));
                     assert_eq!(h.spacing(), [1.5, 2.0, 2.5, 0.75]);
                     assert!(h.description().starts_with("synthetic nifti-"));
@@ -193,7 +193,7 @@ fn writing_converts_and_checks() {
     .unwrap();
     let p = dir.path().join("x.nii");
     let bad = Volume {
-        data: vec![1.0; 4],
+        data: vec![1.0; 4].into(),
         header: h.clone(),
     };
     assert!(matches!(
@@ -201,11 +201,14 @@ fn writing_converts_and_checks() {
         Err(VolumeError::ShapeMismatch { .. })
     ));
     let vol = Volume {
-        data: vec![f32::NAN, 200.0, -2.5],
+        data: vec![f32::NAN, 200.0, -2.5].into(),
         header: h,
     };
     write_nifti(&p, &vol, false).unwrap();
-    assert_eq!(read_nifti(&p).unwrap().data, vec![0.0, 127.0, -3.0]);
+    assert_eq!(
+        read_nifti(&p).unwrap().data.to_f32(),
+        vec![0.0, 127.0, -3.0]
+    );
     let err = write_nifti(&p, &vol, false).unwrap_err();
     assert!(
         matches!(&err, VolumeError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
@@ -229,7 +232,10 @@ fn non_finite_voxels_are_counted() {
     let mut data = vec![0.0; 16];
     data[13] = f32::NAN;
     data[15] = f32::NEG_INFINITY;
-    let vol = Volume { data, header: h };
+    let vol = Volume {
+        data: data.into(),
+        header: h,
+    };
     assert_eq!(vol.non_finite_count(), (2, Some([1, 0, 1, 1])));
 }
 

@@ -172,6 +172,7 @@ fn read(path: &Path) -> Result<Volume, DicomProblem> {
                 .copy_from_slice(&values[index * plane..(index + 1) * plane]);
         }
     }
+    let data = crate::volume::Voxels::from_f32(data, dt);
     Ok(Volume { data, header })
 }
 

@@ -1,0 +1,133 @@
+//! The self-check of a compress run: the file just made is decoded by `Decoder` itself and
+//! compared with the scan a slab of whole axial slices at a time, so no decoded copy of the
+//! whole scan is held (for a 1 G-voxel series that copy alone would be 4 GiB). A bounded file's
+//! guarantee is checked on every voxel in the same pass.
+
+use super::{Bound, EncodeError, Fit, Progress};
+use crate::codec::payload::MinrFile;
+use crate::decoder::{Decoder, Region};
+use crate::metrics::{self, Accumulator, Comparison};
+
+/// Voxels decoded at once by the self-check (whole axial slices of one frame, at least one
+/// slice): 4 Mi voxels keeps the check's buffers near 50 MiB while each slab still spreads
+/// over every core.
+const CHECK_SLAB_VOXELS: usize = 1 << 22;
+
+impl Fit<'_> {
+    /// Quality of `file` against the scan, in the units `(slope, intercept)` maps stored values
+    /// to (`(1, 0)`: stored units). `full` adds SSIM and, for a bounded file, checks its bound
+    /// on every voxel ([`EncodeError::BoundViolated`]). Says how far it is to `progress`.
+    pub(super) fn check(
+        &self,
+        file: &MinrFile,
+        units: (f64, f64),
+        full: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<Comparison, EncodeError> {
+        let decoder = Decoder::from_file(file.clone(), 0)?;
+        let [nx, ny, nz, nt] = self.shape;
+        let range = physical_range(self.data.finite_range(), units);
+        let mut quality = Accumulator::new(self.shape, range, full);
+        let total = self.voxels();
+        let mut reference = Vec::new();
+        let mut compare = |start: usize, decoded: Vec<f32>| -> Result<(), EncodeError> {
+            reference.resize(decoded.len(), 0.0);
+            self.data.read(start, &mut reference);
+            if full {
+                self.check_bound(start, &decoded, &reference)?;
+            }
+            let test = physical(decoded, units);
+            physical_in_place(&mut reference, units);
+            quality.add(&reference, &test)?;
+            progress.checked(quality.voxels(), total);
+            Ok(())
+        };
+        if file.residual.is_some() {
+            // The residual layer is coded in chunks of its own; decoding it by slabs would
+            // decode each chunk once per slab it spans. Bounded files hold the whole scan
+            // while they are made anyway (see `Fit::residual`).
+            compare(0, decoder.region(self.shape, Region::Full)?.0)?;
+        } else {
+            let plane = nx * ny;
+            let slab = (CHECK_SLAB_VOXELS / plane.max(1)).clamp(1, nz.max(1));
+            for t in 0..nt {
+                for z in (0..nz).step_by(slab) {
+                    let end = [nx, ny, (z + slab).min(nz), t + 1];
+                    let region = Region::Box {
+                        start: [0, 0, z, t],
+                        end,
+                    };
+                    let (decoded, _) = decoder.region(self.shape, region)?;
+                    compare(plane * (z + nz * t), decoded)?;
+                }
+            }
+        }
+        Ok(quality.finish()?)
+    }
+
+    /// Checks the file's bound (and a region of interest's tighter one) on decoded voxels
+    /// `start ..` against the stored values, in stored units.
+    fn check_bound(
+        &self,
+        start: usize,
+        decoded: &[f32],
+        reference: &[f32],
+    ) -> Result<(), EncodeError> {
+        let Some(bound) = self.options.bound else {
+            return Ok(());
+        };
+        let limit = match bound {
+            Bound::Lossless => 0.0,
+            Bound::MaxError(d) => d,
+        };
+        let frame = self.shape[0] * self.shape[1] * self.shape[2];
+        let limit_of = |i: usize| match &self.options.roi {
+            Some(r) if r.mask[if r.mask.len() == frame { i % frame } else { i }] => r.max_error,
+            _ => limit,
+        };
+        for (i, (a, b)) in decoded.iter().zip(reference).enumerate() {
+            let l = limit_of(start + i);
+            let error = (*a as f64 - *b as f64).abs();
+            if (l == 0.0 && a.to_bits() != b.to_bits()) || error > l {
+                return Err(EncodeError::BoundViolated {
+                    got: error,
+                    bound: l,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Values in physical units, as [`metrics::physical`] maps them.
+fn physical(values: Vec<f32>, (slope, inter): (f64, f64)) -> Vec<f32> {
+    let mut values = values;
+    physical_in_place(&mut values, (slope, inter));
+    values
+}
+
+fn physical_in_place(values: &mut [f32], (slope, inter): (f64, f64)) {
+    if (slope, inter) != (1.0, 0.0) {
+        for v in values.iter_mut() {
+            *v = metrics::physical_value(*v, slope, inter);
+        }
+    }
+}
+
+/// The reference's range in physical units, from its stored range (the mapping is monotone,
+/// so the ends map to the ends), as [`metrics::data_range`] would measure it: 1 when constant.
+fn physical_range(stored: Option<(f32, f32)>, units: (f64, f64)) -> f64 {
+    let Some((lo, hi)) = stored else {
+        return 1.0;
+    };
+    let (a, b) = (
+        metrics::physical_value(lo, units.0, units.1) as f64,
+        metrics::physical_value(hi, units.0, units.1) as f64,
+    );
+    let r = (b - a).abs();
+    if r.is_finite() && r > 0.0 {
+        r
+    } else {
+        1.0
+    }
+}
