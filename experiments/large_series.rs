@@ -10,7 +10,8 @@
 //! ```text
 //! cargo build --release --bin medinr --bin large_series
 //! target/release/large_series --source ../shared/data/mri_t1_colin27_1mm.nii.gz \
-//!     --frames 141 --work /tmp/medinr-large --bpv 0.05 [--effort 1] [--out results/large_series]
+//!     --frames 141 --work /tmp/medinr-large --bpv 0.05 [--effort 1] [--out results/large_series] \
+//!     [--medinr target/release/medinr]
 //! ```
 //!
 //! It runs the real CLI (`target/release/medinr compress --json`) under `/usr/bin/time -v`
@@ -64,6 +65,7 @@ struct Args {
     bpv: f64,
     effort: f64,
     out: Option<PathBuf>,
+    medinr: PathBuf,
 }
 
 fn parse_args() -> Result<Args> {
@@ -74,6 +76,7 @@ fn parse_args() -> Result<Args> {
         bpv: 0.05,
         effort: 1.0,
         out: None,
+        medinr: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/medinr"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,6 +88,7 @@ fn parse_args() -> Result<Args> {
             "--bpv" => a.bpv = value()?.parse()?,
             "--effort" => a.effort = value()?.parse()?,
             "--out" => a.out = Some(value()?.into()),
+            "--medinr" => a.medinr = value()?.into(),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -93,6 +97,8 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let a = parse_args()?;
+    // The commit is taken now: the run is long, and the tree may move on meanwhile.
+    let commit = git_head();
     std::fs::create_dir_all(&a.work)?;
     let source = read_nifti(&a.source).with_context(|| format!("reading {:?}", a.source))?;
     let [nx, ny, nz, _] = source.shape();
@@ -119,11 +125,11 @@ fn main() -> Result<()> {
 
     // Compress with the real CLI, measured from outside.
     let minr = a.work.join("derived.minr");
-    let medinr = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/medinr");
+    let medinr = &a.medinr;
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
         .arg("-v")
-        .arg(&medinr)
+        .arg(medinr)
         .args(["compress", "--json", "--force", "--bpv"])
         .arg(a.bpv.to_string())
         .arg("--effort")
@@ -239,7 +245,7 @@ fn main() -> Result<()> {
         a.bpv,
         a.effort,
         machine(),
-        git_head(),
+        commit,
         utc_now()
     );
     println!("{md}");
