@@ -278,8 +278,25 @@ fn non_dicom_files_are_refused() {
     fs::write(&text, "not an image\n".repeat(20)).unwrap();
     assert!(matches!(problem(&text), DicomProblem::NotDicom { .. }));
     cli_refuses(&text, "not a DICOM file");
-    // A stray file in a series folder is named, not skipped.
+    // medinr's own outputs beside the slices are passed over: compressing a series into
+    // its own folder, and decoding it there, leaves the folder readable.
     let dir = copy_series(tmp.path(), &[]);
+    let minr = dir.join("series.minr");
+    let run = medinr(&[
+        p("compress"),
+        &dir,
+        p("-o"),
+        &minr,
+        p("--effort"),
+        p(EFFORT),
+        p("-q"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let nii = dir.join("series.nii.gz");
+    let run = medinr(&[p("decompress"), &minr, p("-o"), &nii, p("-q")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(read_dicom(&dir).unwrap().shape(), [256, 256, 20, 1]);
+    // Any other stray file in a series folder is named, not skipped.
     fs::write(dir.join("readme.txt"), "hello").unwrap();
     match problem(&dir) {
         DicomProblem::NotDicom { file, .. } => assert!(file.ends_with("readme.txt")),

@@ -192,12 +192,31 @@ fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, DicomProblem> {
                 .unwrap_or_default();
             !name.starts_with('.') && !name.eq_ignore_ascii_case("DICOMDIR")
         })
+        .filter(|p| !is_medinr_output(p))
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(DicomProblem::Empty);
     }
     Ok(files)
+}
+
+/// Whether `path` is something medinr writes (a `.minr` file, by its magic bytes, or a NIfTI
+/// file, by its name): compressing a series into its own folder, or decoding it there, must
+/// not make the folder unreadable the next time. Any other stray file is still refused.
+fn is_medinr_output(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        return true;
+    }
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .map(|_| head == crate::codec::container::MAGIC)
+        .unwrap_or(false)
 }
 
 /// Open one file and read its image attributes (everything checked, nothing allocated
