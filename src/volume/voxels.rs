@@ -127,23 +127,6 @@ impl Voxels {
     /// Stored bytes (`bytes`, whole voxels of `dt` in the given byte order; a trailing partial
     /// voxel is ignored) in the compact form of [`Voxels::from_f32`].
     pub fn decode(bytes: &[u8], dt: DataType, big_endian: bool) -> Voxels {
-        fn conv<const N: usize, T: Send>(
-            bytes: &[u8],
-            big: bool,
-            f: impl Fn([u8; N]) -> T + Sync,
-        ) -> Vec<T> {
-            bytes
-                .par_chunks_exact(N)
-                .map(|c| {
-                    let mut a = [0u8; N];
-                    a.copy_from_slice(c);
-                    if big {
-                        a.reverse();
-                    }
-                    f(a)
-                })
-                .collect()
-        }
         let be = big_endian;
         match dt {
             DataType::U8 => Voxels::U8(bytes.to_vec()),
@@ -218,21 +201,27 @@ impl Voxels {
     }
 }
 
+/// Each whole `N`-byte voxel of `bytes` (in the given byte order) through `f`, in parallel.
+fn conv<const N: usize, T: Send>(
+    bytes: &[u8],
+    big: bool,
+    f: impl Fn([u8; N]) -> T + Sync,
+) -> Vec<T> {
+    bytes
+        .par_chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            if big {
+                a.reverse();
+            }
+            f(a)
+        })
+        .collect()
+}
+
 /// Decode `bytes` (whole voxels; a trailing partial voxel is ignored) into f32 values.
 pub fn decode(bytes: &[u8], dt: DataType, big_endian: bool) -> Vec<f32> {
-    fn conv<const N: usize>(bytes: &[u8], big: bool, f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
-        bytes
-            .chunks_exact(N)
-            .map(|c| {
-                let mut a = [0u8; N];
-                a.copy_from_slice(c);
-                if big {
-                    a.reverse();
-                }
-                f(a)
-            })
-            .collect()
-    }
     let be = big_endian;
     match dt {
         DataType::U8 => bytes.iter().map(|&b| b as f32).collect(),
