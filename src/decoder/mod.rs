@@ -244,7 +244,11 @@ impl Decoder {
 
     /// The field's prediction of one residual chunk (slices `z` of frames `t`), in stored
     /// values, x fastest — exactly what the encoder predicted.
-    fn chunk_prediction(&self, region: &residual::ChunkRegion) -> Result<Vec<f32>, DecodeError> {
+    /// (The encoder codes its residual against this same function.)
+    pub(crate) fn chunk_prediction(
+        &self,
+        region: &residual::ChunkRegion,
+    ) -> Result<Vec<f32>, DecodeError> {
         let shape = self.shape();
         let mut out = Vec::with_capacity(shape[0] * shape[1] * region.z.len() * region.t.len());
         for t in region.t.clone() {

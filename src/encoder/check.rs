@@ -1,12 +1,14 @@
 //! The self-check of a compress run: the file just made is decoded by `Decoder` itself and
-//! compared with the scan a slab of whole axial slices at a time, so no decoded copy of the
-//! whole scan is held (for a 1 G-voxel series that copy alone would be 4 GiB). A bounded file's
-//! guarantee is checked on every voxel in the same pass.
+//! compared with the scan a piece at a time (slabs of whole axial slices, or the residual
+//! layer's chunks), so no decoded copy of the whole scan is held (for a 1 G-voxel series that
+//! copy alone would be 4 GiB). A bounded file's guarantee is checked on every voxel in the
+//! same pass.
 
 use super::{Bound, EncodeError, Fit, Progress};
 use crate::codec::payload::MinrFile;
 use crate::decoder::{Decoder, Region};
 use crate::metrics::{self, Accumulator, Comparison};
+use crate::residual::{self, ChunkRegion};
 
 /// Voxels decoded at once by the self-check (whole axial slices of one frame, at least one
 /// slice): 4 Mi voxels keeps the check's buffers near 50 MiB while each slab still spreads
@@ -25,7 +27,7 @@ impl Fit<'_> {
         progress: &mut dyn Progress,
     ) -> Result<Comparison, EncodeError> {
         let decoder = Decoder::from_file(file.clone(), 0)?;
-        let [nx, ny, nz, nt] = self.shape;
+        let [nx, ny, nz, _] = self.shape;
         let range = physical_range(self.data.finite_range(), units);
         let mut quality = Accumulator::new(self.shape, range, full);
         let total = self.voxels();
@@ -42,24 +44,18 @@ impl Fit<'_> {
             progress.checked(quality.voxels(), total);
             Ok(())
         };
-        if file.residual.is_some() {
-            // The residual layer is coded in chunks of its own; decoding it by slabs would
-            // decode each chunk once per slab it spans. Bounded files hold the whole scan
-            // while they are made anyway (see `Fit::residual`).
-            compare(0, decoder.region(self.shape, Region::Full)?.0)?;
-        } else {
-            let plane = nx * ny;
-            let slab = (CHECK_SLAB_VOXELS / plane.max(1)).clamp(1, nz.max(1));
-            for t in 0..nt {
-                for z in (0..nz).step_by(slab) {
-                    let end = [nx, ny, (z + slab).min(nz), t + 1];
-                    let region = Region::Box {
-                        start: [0, 0, z, t],
-                        end,
-                    };
-                    let (decoded, _) = decoder.region(self.shape, region)?;
-                    compare(plane * (z + nz * t), decoded)?;
-                }
+        let plane = nx * ny;
+        for ChunkRegion { z, t } in pieces(file, self.shape)? {
+            let region = Region::Box {
+                start: [0, 0, z.start, t.start],
+                end: [nx, ny, z.end, t.end],
+            };
+            let (decoded, _) = decoder.region(self.shape, region)?;
+            // Frame by frame: each frame's slices of the piece are contiguous in the scan.
+            for (k, ti) in t.clone().enumerate() {
+                let part = plane * z.len();
+                let values = decoded[k * part..(k + 1) * part].to_vec();
+                compare(plane * (z.start + nz * ti), values)?;
             }
         }
         Ok(quality.finish()?)
@@ -97,6 +93,28 @@ impl Fit<'_> {
         }
         Ok(())
     }
+}
+
+/// The pieces the check decodes (slices and frames): a file with a residual layer by its
+/// residual chunks (each decoded once, with the field's prediction of it alone), any other by
+/// slabs of at most [`CHECK_SLAB_VOXELS`] in one frame.
+fn pieces(file: &MinrFile, shape: [usize; 4]) -> Result<Vec<ChunkRegion>, EncodeError> {
+    let [nx, ny, nz, nt] = shape;
+    if let Some(bytes) = &file.residual {
+        let stream = residual::Reader::open(bytes)?;
+        return (0..stream.chunk_count())
+            .map(|c| Ok(stream.chunk_region(c)?))
+            .collect();
+    }
+    let slab = (CHECK_SLAB_VOXELS / (nx * ny).max(1)).clamp(1, nz.max(1));
+    Ok((0..nt)
+        .flat_map(|t| {
+            (0..nz).step_by(slab).map(move |z| ChunkRegion {
+                z: z..(z + slab).min(nz),
+                t: t..t + 1,
+            })
+        })
+        .collect())
 }
 
 /// Values in physical units, as [`metrics::physical`] maps them.

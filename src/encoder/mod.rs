@@ -22,7 +22,7 @@ pub use crate::train::{Device, Phase, Progress, Silent, TrainError};
 use crate::codec::container::FormatError;
 use crate::codec::payload::{Head, MinrFile, QuantTensor};
 use crate::codec::quantize::quantize;
-use crate::decoder::{DecodeError, Decoder, Region};
+use crate::decoder::{DecodeError, Decoder};
 use crate::metrics;
 use crate::model::{FieldConfig, ModelError};
 use crate::train::trainer::RunPlan;
@@ -618,7 +618,9 @@ impl Fit<'_> {
         bound: Bound,
         datatype: crate::volume::DataType,
     ) -> Result<(MinrFile, bool), EncodeError> {
-        use crate::residual::{encode_roi, encode_with, Kind, Mode, Options, Roi};
+        use crate::residual::{
+            encode_chunked, ChunkRegion, Kind, Mode, Options, ResidualError, Roi,
+        };
         let mode = match bound {
             Bound::Lossless => Mode::Lossless,
             Bound::MaxError(d) => Mode::Bound { max_error: d },
@@ -637,28 +639,36 @@ impl Fit<'_> {
             max_error: r.max_error,
         });
         let options = Options::default();
-        // The residual coder works on the whole scan as f32: bounded modes hold it (and the
-        // field's prediction) in memory, unlike the field alone.
-        let data = self.data.to_f32();
-        let code = |prediction: Option<&[f32]>| match &roi {
-            Some(roi) => encode_roi(&data, prediction, self.shape, mode, kind, roi, &options),
-            None => encode_with(&data, prediction, self.shape, mode, kind, &options),
+        // Chunk by chunk: the values from the scan as stored, the prediction from the field
+        // exactly as the decoder will make it (`Decoder::chunk_prediction`), so no copy of
+        // the scan or of the prediction is held whole.
+        let field = Decoder::from_file(file.clone(), 0)?;
+        let predict = |region: &ChunkRegion| {
+            field
+                .chunk_prediction(region)
+                .map_err(|e| ResidualError::Prediction(e.to_string()))
         };
-        let prediction = self.decode_stored(file, Region::Full)?;
+        let code = |with_field: bool| {
+            let prediction: Option<crate::residual::ChunkPrediction> =
+                with_field.then_some(&predict);
+            encode_chunked(
+                self.data,
+                prediction,
+                self.shape,
+                mode,
+                kind,
+                roi.as_ref(),
+                &options,
+            )
+        };
         let mut with_field = file.clone();
-        with_field.residual = Some(code(Some(&prediction))?);
+        with_field.residual = Some(code(true)?);
         let mut alone = self.smallest(file)?;
-        alone.residual = Some(code(None)?);
+        alone.residual = Some(code(false)?);
         Ok(if alone.to_bytes()?.len() < with_field.to_bytes()?.len() {
             (alone, false)
         } else {
             (with_field, true)
         })
-    }
-
-    /// Decodes a file exactly as the decoder will: through `Decoder` itself.
-    fn decode_stored(&self, file: &MinrFile, region: Region) -> Result<Vec<f32>, EncodeError> {
-        let decoder = Decoder::from_file(file.clone(), 0)?;
-        Ok(decoder.region(self.shape, region)?.0)
     }
 }

@@ -5,6 +5,8 @@ use thiserror::Error;
 /// Everything that can go wrong encoding or decoding a residual stream.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ResidualError {
+    #[error("the field's prediction of a chunk could not be made: {0}")]
+    Prediction(String),
     #[error("invalid shape {0:?}: every axis needs at least one voxel and the count must fit")]
     InvalidShape([usize; 4]),
     #[error("{what} has {got} values but the shape needs {expected}")]

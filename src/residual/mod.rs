@@ -40,7 +40,7 @@ pub use domain::Domain;
 pub use error::ResidualError;
 pub use stream::{ChunkRegion, RoiHeader, StreamHeader};
 
-use crate::volume::DataType;
+use crate::volume::{DataType, Voxels};
 
 use engine::{ChunkRoi, ChunkShape, DecodeIo, EncodeIo, LatticeCheck};
 use rangecoder::Encoder;
@@ -282,7 +282,7 @@ pub fn encode_with(
     kind: Kind,
     options: &Options,
 ) -> Result<Vec<u8>, ResidualError> {
-    encode_inner(original, prediction, shape, mode, kind, None, options)
+    encode_slices(original, prediction, shape, mode, kind, None, options)
 }
 
 /// [`encode_with`] with a region of interest: every voxel inside `roi.mask` is within
@@ -297,12 +297,78 @@ pub fn encode_roi(
     roi: &Roi,
     options: &Options,
 ) -> Result<Vec<u8>, ResidualError> {
-    encode_inner(original, prediction, shape, mode, kind, Some(roi), options)
+    encode_slices(original, prediction, shape, mode, kind, Some(roi), options)
 }
 
-fn encode_inner(
+/// Where the encoder reads the scan's stored values: a buffer of f32, or a scan's
+/// [`Voxels`] in their own type, a chunk at a time.
+pub trait Samples: Sync {
+    /// Number of values.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values `start .. start + out.len()`, into `out`.
+    fn read(&self, start: usize, out: &mut [f32]);
+}
+
+impl Samples for &[f32] {
+    fn len(&self) -> usize {
+        <[f32]>::len(self)
+    }
+    fn read(&self, start: usize, out: &mut [f32]) {
+        out.copy_from_slice(&self[start..start + out.len()]);
+    }
+}
+
+impl Samples for Voxels {
+    fn len(&self) -> usize {
+        Voxels::len(self)
+    }
+    fn read(&self, start: usize, out: &mut [f32]) {
+        Voxels::read(self, start, out)
+    }
+}
+
+/// The field's prediction of one chunk (stored values, in chunk order: frames, slices, then
+/// each slice x fastest), made when the chunk is coded.
+pub type ChunkPrediction<'a> = &'a (dyn Fn(&ChunkRegion) -> Result<Vec<f32>, ResidualError> + Sync);
+
+/// The slice-based entry points: the prediction of each chunk gathered from `prediction`.
+fn encode_slices(
     original: &[f32],
     prediction: Option<&[f32]>,
+    shape: [usize; 4],
+    mode: Mode,
+    kind: Kind,
+    roi: Option<&Roi>,
+    options: &Options,
+) -> Result<Vec<u8>, ResidualError> {
+    let Some(p) = prediction else {
+        return encode_chunked(&original, None, shape, mode, kind, roi, options);
+    };
+    let total = shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    check_len(
+        "prediction",
+        p.len(),
+        total.ok_or(ResidualError::InvalidShape(shape))?,
+    )?;
+    let gather = |region: &ChunkRegion| -> Result<Vec<f32>, ResidualError> {
+        Ok(region_ranges(shape, region)
+            .flat_map(|r| p[r].iter().copied())
+            .collect())
+    };
+    encode_chunked(&original, Some(&gather), shape, mode, kind, roi, options)
+}
+
+/// [`encode_with`] / [`encode_roi`] for scans too large to hold more than once: the values
+/// are read a chunk at a time from `original`, and the field's prediction of each chunk is
+/// made by `prediction` when that chunk is coded, so memory grows with the chunks in flight,
+/// not with the scan.
+pub fn encode_chunked(
+    original: &dyn Samples,
+    prediction: Option<ChunkPrediction>,
     shape: [usize; 4],
     mode: Mode,
     kind: Kind,
@@ -333,9 +399,6 @@ fn encode_inner(
     header.validate()?;
     let total: usize = shape.iter().product();
     check_len("original", original.len(), total)?;
-    if let Some(p) = prediction {
-        check_len("prediction", p.len(), total)?;
-    }
     if let Some(r) = roi {
         let frame = shape[0] * shape[1] * shape[2];
         if r.mask.len() != frame {
@@ -358,16 +421,21 @@ fn encode_inner(
         .map(|c| {
             let region = header.chunk_region(c);
             let cs = chunk_shape(&header, &region);
-            let mut raw = Vec::with_capacity(cs.voxels());
-            let mut pred = prediction.map(|_| Vec::with_capacity(cs.voxels()));
+            let mut raw = vec![0f32; cs.voxels()];
             let mut offset = Vec::with_capacity(cs.voxels());
             for range in region_ranges(shape, &region) {
-                offset.extend(range.clone());
-                raw.extend_from_slice(&original[range.clone()]);
-                if let (Some(out), Some(p)) = (pred.as_mut(), prediction) {
-                    out.extend_from_slice(&p[range]);
-                }
+                let at = offset.len();
+                original.read(range.start, &mut raw[at..at + range.len()]);
+                offset.extend(range);
             }
+            let pred = match prediction {
+                Some(predict) => {
+                    let p = predict(&region)?;
+                    check_len("chunk prediction", p.len(), cs.voxels())?;
+                    Some(p)
+                }
+                None => None,
+            };
             let values = raw
                 .iter()
                 .zip(&offset)
