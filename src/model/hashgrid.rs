@@ -441,6 +441,122 @@ impl GridLayout {
     }
 }
 
+/// The x axis of a regular grid, prepared once for all its rows ([`GridLayout::forward_row`]):
+/// per level, the x vertices the row's samples interpolate between, and for each sample its
+/// cell among them and its fraction. Every row of a grid shares its x coordinates, so this
+/// is the per-sample, per-level arithmetic of x done once per grid instead of once per row.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    samples: usize,
+    levels: Vec<LevelRow>,
+}
+
+#[derive(Debug, Clone)]
+struct LevelRow {
+    /// The distinct x vertices the samples use (each cell's lower and upper one), ascending.
+    vertices: Vec<u32>,
+    /// Per sample: the position in `vertices` of its cell's lower vertex; the upper one
+    /// (one more) follows it, since nothing lies between two consecutive integers.
+    lower: Vec<u32>,
+    /// Per sample: `w_x`, its fraction along x in the cell.
+    wx: Vec<f32>,
+}
+
+impl RowPlan {
+    /// Samples in a row.
+    pub fn len(&self) -> usize {
+        self.samples
+    }
+
+    /// Whether the rows are empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples == 0
+    }
+}
+
+impl GridLayout {
+    /// The plan for rows whose samples have the x coordinates `xs` (any order).
+    pub fn row_plan(&self, xs: &[f32]) -> RowPlan {
+        let levels = self
+            .levels
+            .iter()
+            .map(|lv| {
+                // The same cell and fraction as `cell` computes for x.
+                let (cells, wx): (Vec<u32>, Vec<f32>) = xs
+                    .iter()
+                    .map(|&x| {
+                        let px = x * lv.resf[0];
+                        let cx = (px as u32).min(lv.res[0] - 1);
+                        (cx, px - cx as f32)
+                    })
+                    .unzip();
+                let mut vertices: Vec<u32> = cells.iter().flat_map(|&c| [c, c + 1]).collect();
+                vertices.sort_unstable();
+                vertices.dedup();
+                let lower = cells
+                    .iter()
+                    .map(|c| vertices.partition_point(|v| v < c) as u32)
+                    .collect();
+                LevelRow {
+                    vertices,
+                    lower,
+                    wx,
+                }
+            })
+            .collect();
+        RowPlan {
+            samples: xs.len(),
+            levels,
+        }
+    }
+
+    /// Encodes one row of a grid into `out` (`plan.len() × width`): the samples at the plan's
+    /// x coordinates, all with the coordinates `rest` (`dims − 1` of them) on the other axes.
+    /// Each level interpolates its cross-section once per x vertex the row uses, then blends
+    /// neighbouring vertices per sample. Bit-identical to [`GridLayout::forward`] on the same
+    /// coordinates: the same edges (`edge_features`) and the same blend.
+    pub fn forward_row(&self, tables: &[&[f32]], plan: &RowPlan, rest: &[f32], out: &mut [f32]) {
+        assert_eq!(tables.len(), self.levels.len(), "one table per level");
+        assert_eq!(rest.len() + 1, self.dims, "coordinates of every axis but x");
+        assert_eq!(
+            out.len(),
+            plan.len() * self.width(),
+            "one encoding per sample"
+        );
+        dispatch!(self, row_impl(tables, plan, rest, out))
+    }
+
+    fn row_impl<const D: usize, const F: usize>(
+        &self,
+        tables: &[&[f32]],
+        plan: &RowPlan,
+        rest: &[f32],
+        out: &mut [f32],
+    ) {
+        let width = self.width();
+        let mut u = [0f32; MAX_DIMS];
+        u[1..D].copy_from_slice(rest);
+        let mut edges: Vec<[f32; F]> = Vec::new();
+        for (l, ((lv, row), table)) in self.levels.iter().zip(&plan.levels).zip(tables).enumerate()
+        {
+            // The cross-section depends on the other axes only (x is left at 0 here).
+            let (c, w) = cell::<D>(lv, &u);
+            let cross = CrossSection::locate::<D>(lv, &c, &w);
+            edges.clear();
+            edges.extend(
+                row.vertices
+                    .iter()
+                    .map(|&x| cross.edge::<D, F>(lv, table, x)),
+            );
+            for ((o, &j), &wx) in out.chunks_exact_mut(width).zip(&row.lower).zip(&row.wx) {
+                let j = j as usize;
+                let pair = [edges[j], edges[j + 1]];
+                o[l * F..(l + 1) * F].copy_from_slice(&blend_x(&pair, wx));
+            }
+        }
+    }
+}
+
 /// One level's state along a row of [`GridLayout::forward_coherent`]: the cross-section of
 /// the row's coordinates after x, and the edges of the x cell last used.
 #[derive(Debug, Clone, Copy)]
@@ -509,6 +625,38 @@ mod tests {
             layout.forward(&table, &coords, &mut a);
             layout.forward_coherent(&layout.level_tables(&table), &coords, &mut b);
             assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn row_encoding_is_bit_identical() {
+        for dims in [3, 4] {
+            let config = small_config(dims);
+            let layout = GridLayout::new(&config);
+            let table = lcg(layout.table_len(), 3);
+            let tables = layout.level_tables(&table);
+            // A full row, a sparse one (cells skipped), an unordered one, and a single sample.
+            let rows: [Vec<f32>; 4] = [
+                (0..40).map(|i| i as f32 / 39.0).collect(),
+                (0..7).map(|i| (i * i) as f32 / 36.0).collect(),
+                lcg(23, 8),
+                vec![1.0],
+            ];
+            for xs in &rows {
+                let plan = layout.row_plan(xs);
+                for rest in [[0.3f32, 0.7, 0.5], [0.0, 1.0, 0.999], [0.61, 0.02, 0.0]] {
+                    let rest = &rest[..dims - 1];
+                    let coords: Vec<f32> = xs
+                        .iter()
+                        .flat_map(|&x| std::iter::once(x).chain(rest.iter().copied()))
+                        .collect();
+                    let mut a = vec![0f32; xs.len() * layout.width()];
+                    let mut b = vec![1f32; xs.len() * layout.width()];
+                    layout.forward(&table, &coords, &mut a);
+                    layout.forward_row(&tables, &plan, rest, &mut b);
+                    assert_eq!(a, b, "dims {dims}, {} samples, rest {rest:?}", xs.len());
+                }
+            }
         }
     }
 
