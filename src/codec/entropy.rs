@@ -12,7 +12,6 @@ use std::collections::BinaryHeap;
 
 use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
 use constriction::stream::stack::DefaultAnsCoder;
-use constriction::stream::Decode;
 
 use crate::codec::bytes::{varint_len, zigzag_encode, ByteReader, ByteWriter};
 use crate::codec::container::FormatError;
@@ -427,31 +426,23 @@ fn decode_ans(mut r: ByteReader<'_>, count: usize) -> Result<Vec<i32>, FormatErr
             ),
         ));
     }
-    // constriction's stack reads from the end of the vector.
-    let words: Vec<u32> = word_bytes
+    let words = word_bytes
         .chunks_exact(4)
-        .rev()
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let model = Model::from_nonzero_fixed_point_probabilities(&freqs, false)
-        .map_err(|()| r.invalid("probability table", "rejected by the entropy model"))?;
-    let mut ans = DefaultAnsCoder::from_compressed(words)
-        .map_err(|_| r.invalid("ANS words", "first word is zero"))?;
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let table = SymbolTable::new(&freqs);
+    let mut ans =
+        AnsDecoder::new(words).ok_or_else(|| r.invalid("ANS words", "first word is zero"))?;
     let mut out = Vec::with_capacity(count.min(1 << 24));
-    let model = model.as_view();
     for _ in 0..count {
-        let Ok(i) = ans.decode_symbol(model);
+        let i = ans.decode(&table);
         // In range: i < range and min + range - 1 <= i32::MAX were checked.
         out.push((i64::from(min) + i as i64) as i32);
     }
-    let (left, state) = ans.into_raw_parts();
-    if !left.is_empty() {
+    let (left, state) = (ans.words.len(), ans.state);
+    if left != 0 {
         return Err(r.invalid(
             "ANS words",
-            format!(
-                "{} words left over after {count} symbols: the stream is corrupted",
-                left.len()
-            ),
+            format!("{left} words left over after {count} symbols: the stream is corrupted"),
         ));
     }
     if state != ANS_INITIAL_STATE {
@@ -461,6 +452,97 @@ fn decode_ans(mut r: ByteReader<'_>, count: usize) -> Result<Vec<i32>, FormatErr
         ));
     }
     Ok(out)
+}
+
+/// Bits of the coder's 24-bit quantile that index [`SymbolTable`]'s buckets: 2^12 buckets
+/// (16 KiB) find the symbol of most quantiles in one load, and stay small next to the tensors
+/// they decode (the smallest ANS streams have a few hundred symbols).
+const BUCKET_BITS: u32 = 12;
+
+/// The symbol lookup of the decoder: `C_i` and `F_i` (`docs/FORMAT.md`, at precision 24)
+/// side by side, and for each of the `2^BUCKET_BITS` equal slices of the quantile range the
+/// symbol its first quantile falls in. The symbol of quantile `q` lies between the first
+/// symbols of its bucket and of the next one; a bucket holding no symbol boundary (the usual
+/// case) answers at once, one holding several is searched in its own short range.
+struct SymbolTable {
+    /// `(C_i, F_i)` for `i = 0 … R−1`, then `(2^24, 0)`.
+    cumulative: Vec<(u32, u32)>,
+    /// First symbol of each bucket, then `R − 1` (the last symbol, as an end for the last bucket).
+    first: Vec<u32>,
+}
+
+impl SymbolTable {
+    /// The table of a validated model: `freqs` are the `F_i`, each ≥ 1, summing to `2^24`.
+    fn new(freqs: &[u32]) -> SymbolTable {
+        let mut cumulative = Vec::with_capacity(freqs.len() + 1);
+        let mut c = 0u32;
+        for &f in freqs {
+            cumulative.push((c, f));
+            c += f;
+        }
+        cumulative.push((c, 0));
+        let buckets = 1usize << BUCKET_BITS;
+        let width = 1u32 << (ANS_PRECISION - BUCKET_BITS);
+        let mut first = Vec::with_capacity(buckets + 1);
+        let mut i = 0usize;
+        for b in 0..buckets as u32 {
+            while cumulative[i + 1].0 <= b * width {
+                i += 1;
+            }
+            first.push(i as u32);
+        }
+        first.push(freqs.len() as u32 - 1);
+        SymbolTable { cumulative, first }
+    }
+
+    /// The `i` with `C_i ≤ q < C_{i+1}`, and `(C_i, F_i)`.
+    #[inline(always)]
+    fn find(&self, q: u32) -> (usize, u32, u32) {
+        let b = (q >> (ANS_PRECISION - BUCKET_BITS)) as usize;
+        let (lo, hi) = (self.first[b] as usize, self.first[b + 1] as usize);
+        // The answer lies in lo ..= hi: C_lo ≤ q, and q is below the next bucket's start.
+        let i = lo + self.cumulative[lo + 1..=hi].partition_point(|&(c, _)| c <= q);
+        let (c, f) = self.cumulative[i];
+        (i, c, f)
+    }
+}
+
+/// The stack rANS decoder of `docs/FORMAT.md` ("ANS words and decoding"), which is
+/// constriction's `AnsCoder<u32, u64>` at precision 24 read from the other end: a 64-bit
+/// state, 32-bit words, at most one word read per symbol.
+struct AnsDecoder<I> {
+    state: u64,
+    /// The words not read yet.
+    words: I,
+}
+
+impl<I: ExactSizeIterator<Item = u32>> AnsDecoder<I> {
+    /// The initial state from the first one or two words; `None` when the first is zero.
+    fn new(mut words: I) -> Option<AnsDecoder<I>> {
+        let state = match words.next() {
+            None => 0,
+            Some(0) => return None,
+            Some(w0) => match words.next() {
+                Some(w1) => (u64::from(w0) << 32) | u64::from(w1),
+                None => u64::from(w0),
+            },
+        };
+        Some(AnsDecoder { state, words })
+    }
+
+    /// Decodes one symbol's index into the table.
+    #[inline(always)]
+    fn decode(&mut self, table: &SymbolTable) -> usize {
+        let q = (self.state & ((1 << ANS_PRECISION) - 1)) as u32;
+        let (i, c, f) = table.find(q);
+        self.state = (self.state >> ANS_PRECISION) * u64::from(f) + u64::from(q - c);
+        if self.state < 1 << 32 {
+            if let Some(w) = self.words.next() {
+                self.state = (self.state << 32) | u64::from(w);
+            }
+        }
+        i
+    }
 }
 
 #[cfg(test)]
@@ -508,6 +590,26 @@ mod tests {
                     assert_eq!(e[0], MODE_ANS, "n {n} scale {scale}");
                 }
             }
+        }
+    }
+
+    /// The bucketed lookup finds the symbol of every quantile near each boundary, also where
+    /// one bucket holds many boundaries (tiny frequencies) or a symbol spans many buckets.
+    #[test]
+    fn symbol_table_finds_every_boundary() {
+        let unit = 1u32 << (ANS_PRECISION - 20);
+        // 3000 symbols of frequency 1 (at precision 20), one huge, a few medium.
+        let mut freqs = vec![unit; 3000];
+        freqs.extend([unit * 700, unit * 3, unit * 5000]);
+        let used: u32 = freqs.iter().sum();
+        freqs.push((1 << ANS_PRECISION) - used);
+        let table = SymbolTable::new(&freqs);
+        let mut c = 0u32;
+        for (i, &f) in freqs.iter().enumerate() {
+            for q in [c, c + f / 2, c + f - 1] {
+                assert_eq!(table.find(q), (i, c, f), "quantile {q}");
+            }
+            c += f;
         }
     }
 

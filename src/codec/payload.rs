@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
+use rayon::prelude::*;
 
 use crate::codec::bytes::{ByteReader, ByteWriter};
 use crate::codec::container::{Container, FormatError};
@@ -269,6 +270,9 @@ fn write_tensors(tensors: &[QuantTensor]) -> Vec<u8> {
     w.into_vec()
 }
 
+/// Reads TENS. The framing (steps, stream lengths) is read in order; the symbol streams,
+/// independent of each other, are then decoded in parallel. The first error in file order
+/// is reported, as a sequential reader would: a stream error before a framing error wins.
 fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, FormatError> {
     let specs = tensor_specs(field);
     let mut r = ByteReader::new(bytes, "section TENS");
@@ -283,16 +287,34 @@ fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, F
             ),
         ));
     }
-    let mut out = Vec::with_capacity(specs.len());
+    let mut frames = Vec::with_capacity(specs.len());
+    let mut framing = Ok(());
     for spec in &specs {
-        let step = r.get_f32("step")?;
-        if !(step.is_finite() && step > 0.0) {
-            return Err(r.invalid("step", format!("{} has step {step}", spec.name())));
+        let frame = r.get_f32("step").and_then(|step| {
+            if !(step.is_finite() && step > 0.0) {
+                return Err(r.invalid("step", format!("{} has step {step}", spec.name())));
+            }
+            Ok((step, r.get_len_bytes("tensor stream")?, spec.len))
+        });
+        match frame {
+            Ok(frame) => frames.push(frame),
+            Err(e) => {
+                framing = Err(e);
+                break;
+            }
         }
-        let blob = r.get_len_bytes("tensor stream")?;
-        let symbols = decode_symbols(blob, spec.len)?;
-        out.push(QuantTensor { step, symbols });
     }
+    let decoded: Vec<Result<QuantTensor, FormatError>> = frames
+        .into_par_iter()
+        .map(|(step, blob, len)| {
+            Ok(QuantTensor {
+                step,
+                symbols: decode_symbols(blob, len)?,
+            })
+        })
+        .collect();
+    let out = decoded.into_iter().collect::<Result<Vec<_>, _>>()?;
+    framing?;
     r.finish()?;
     Ok(out)
 }

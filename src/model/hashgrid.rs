@@ -254,28 +254,85 @@ fn edge_features<const D: usize, const F: usize>(
     c: &[u32; MAX_DIMS],
     w: &[f32; MAX_DIMS],
 ) -> [[f32; F]; 2] {
-    let index = corner_indices::<D>(lv, c);
-    let mut rest = [1f32; 8];
-    let mut n = 1;
-    for &wa in w.iter().take(D).skip(1) {
-        for m in 0..n {
-            let wm = rest[m];
-            rest[m] = wm * (1.0 - wa);
-            rest[m + n] = wm * wa;
+    let cross = CrossSection::locate::<D>(lv, c, w);
+    [
+        cross.edge::<D, F>(lv, level, c[0]),
+        cross.edge::<D, F>(lv, level, c[0] + 1),
+    ]
+}
+
+/// What a cell's edges share at one level apart from x: the `2^(D−1)` corners of the cell's
+/// cross-section through the axes after x, as partial table indices (the x term left out)
+/// and weights `wr_m`. Along a row of a grid (x alone changing) it is the same for every
+/// voxel, and each x vertex's edge is computed from it once: `edge(x)` is the upper edge of
+/// cell `x − 1` and the lower edge of cell `x`, with the same terms in the same order.
+#[derive(Debug, Clone, Copy)]
+struct CrossSection {
+    /// Corner `m` of the cross-section: `⊕`/`+` over axes `a ≥ 1` of `(c_a + bit) · scale_a`.
+    partial: [u32; 8],
+    /// Its weight `wr_m`, the running product over axes 1.. in axis order.
+    weight: [f32; 8],
+}
+
+impl CrossSection {
+    #[inline(always)]
+    fn locate<const D: usize>(
+        lv: &LevelLayout,
+        c: &[u32; MAX_DIMS],
+        w: &[f32; MAX_DIMS],
+    ) -> CrossSection {
+        let mut partial = [0u32; 8];
+        let mut weight = [1f32; 8];
+        let mut n = 1;
+        for a in 1..D {
+            let scale = if lv.hashed { PRIMES[a] } else { lv.strides[a] };
+            let lo = c[a].wrapping_mul(scale);
+            let hi = (c[a] + 1).wrapping_mul(scale);
+            for m in 0..n {
+                let (i, wm) = (partial[m], weight[m]);
+                if lv.hashed {
+                    partial[m] = i ^ lo;
+                    partial[m + n] = i ^ hi;
+                } else {
+                    partial[m] = i.wrapping_add(lo);
+                    partial[m + n] = i.wrapping_add(hi);
+                }
+                weight[m] = wm * (1.0 - w[a]);
+                weight[m + n] = wm * w[a];
+            }
+            n *= 2;
         }
-        n *= 2;
+        CrossSection { partial, weight }
     }
-    let mut edges = [[0f32; F]; 2];
-    for (m, &wm) in rest.iter().enumerate().take(n) {
-        for (s, edge) in edges.iter_mut().enumerate() {
-            let base = index[s + 2 * m] as usize * F;
+
+    /// The features interpolated over the cross-section at x vertex `x`:
+    /// `Σ_m wr_m · T[(x, m)]` in increasing `m` from 0 — what `corner_indices` and the
+    /// weights give for the corners with x vertex `x`, bit for bit.
+    #[inline(always)]
+    fn edge<const D: usize, const F: usize>(
+        &self,
+        lv: &LevelLayout,
+        level: &[f32],
+        x: u32,
+    ) -> [f32; F] {
+        let corners = 1 << (D - 1);
+        let mut edge = [0f32; F];
+        let scale = if lv.hashed { PRIMES[0] } else { lv.strides[0] };
+        let xi = x.wrapping_mul(scale);
+        for m in 0..corners {
+            let index = if lv.hashed {
+                fast_mod(xi ^ self.partial[m], lv.fastmod, lv.size)
+            } else {
+                xi.wrapping_add(self.partial[m])
+            };
+            let base = index as usize * F;
             let row = &level[base..base + F];
             for f in 0..F {
-                edge[f] += wm * row[f];
+                edge[f] += self.weight[m] * row[f];
             }
         }
+        edge
     }
-    edges
 }
 
 /// `(1 − w_x) · e_0 + w_x · e_1`, per feature.
@@ -305,10 +362,13 @@ fn corner_weights<const D: usize>(w: &[f32; MAX_DIMS]) -> [f32; 16] {
 }
 
 impl GridLayout {
-    /// Encodes samples one after another on this thread, keeping each level's corner features
-    /// while consecutive samples stay in the same cell — as they do along a row of a grid,
-    /// where most levels are coarser than the voxels. The result is bit-identical to
-    /// `forward` (same weights, same summation order); only the lookups are saved.
+    /// Encodes samples one after another on this thread, exploiting grid rows: while
+    /// consecutive samples share every coordinate but x, each level keeps the row's
+    /// cross-section (corner weights, the index terms of the other axes) and its current cell's
+    /// edges; a sample in the same cell reuses the edges, one in the next cell reuses the
+    /// shared edge and looks up only the new one. Most levels are coarser than the voxels, and
+    /// the finest ones move one cell at a time. The result is bit-identical to `forward`
+    /// (same weights, same summation order); only the lookups and index arithmetic are saved.
     ///
     /// `tables` holds one slice per level (`size · features` floats each), so a decoder can
     /// keep each level where it was decoded instead of assembling one flat copy.
@@ -334,30 +394,188 @@ impl GridLayout {
         out: &mut [f32],
     ) {
         let width = self.width();
-        let levels = self.levels.len();
-        // Per level: the x-cell the edges were built for; they also depend on the other axes'
-        // coordinates, which are shared by all levels.
-        let mut cached_cx = vec![u32::MAX; levels];
-        let mut cached_edges = vec![[[0f32; F]; 2]; levels];
+        let mut rows = vec![RowCache::<F>::default(); self.levels.len()];
         let mut last_rest = [f32::NAN; MAX_DIMS];
         for (o, u) in out.chunks_exact_mut(width).zip(coords.chunks_exact(D)) {
             let mut rest = [0f32; MAX_DIMS];
             rest[1..D].copy_from_slice(&u[1..D]);
-            // NaN never equals itself, so the first sample always builds the edges.
-            let moved = rest != last_rest;
-            last_rest = rest;
-            for (l, (lv, o)) in self.levels.iter().zip(o.chunks_exact_mut(F)).enumerate() {
-                // The x axis alone first: along a row that is all that changes.
+            // NaN never equals itself, so the first sample always starts a row.
+            if rest != last_rest {
+                for (row, lv) in rows.iter_mut().zip(&self.levels) {
+                    let (c, w) = cell::<D>(lv, u);
+                    *row = RowCache {
+                        cross: CrossSection::locate::<D>(lv, &c, &w),
+                        cx: None,
+                        edges: [[0.0; F]; 2],
+                    };
+                }
+                last_rest = rest;
+            }
+            for ((row, lv), (o, table)) in rows
+                .iter_mut()
+                .zip(&self.levels)
+                .zip(o.chunks_exact_mut(F).zip(tables))
+            {
+                // Along a row only x changes: its cell and fraction alone are new.
                 let px = u[0] * lv.resf[0];
                 let cx = (px as u32).min(lv.res[0] - 1);
                 let wx = px - cx as f32;
-                if moved || cx != cached_cx[l] {
-                    let (c, w) = cell::<D>(lv, u);
-                    cached_edges[l] = edge_features::<D, F>(lv, tables[l], &c, &w);
-                    cached_cx[l] = cx;
+                match row.cx {
+                    Some(cached) if cached == cx => {}
+                    // The next cell: its lower edge is the previous cell's upper edge.
+                    Some(cached) if cached + 1 == cx => {
+                        row.edges[0] = row.edges[1];
+                        row.edges[1] = row.cross.edge::<D, F>(lv, table, cx + 1);
+                    }
+                    _ => {
+                        row.edges = [
+                            row.cross.edge::<D, F>(lv, table, cx),
+                            row.cross.edge::<D, F>(lv, table, cx + 1),
+                        ]
+                    }
                 }
-                o.copy_from_slice(&blend_x(&cached_edges[l], wx));
+                row.cx = Some(cx);
+                o.copy_from_slice(&blend_x(&row.edges, wx));
             }
+        }
+    }
+}
+
+/// The x axis of a regular grid, prepared once for all its rows ([`GridLayout::forward_row`]):
+/// per level, the x vertices the row's samples interpolate between, and for each sample its
+/// cell among them and its fraction. Every row of a grid shares its x coordinates, so this
+/// is the per-sample, per-level arithmetic of x done once per grid instead of once per row.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    samples: usize,
+    levels: Vec<LevelRow>,
+}
+
+#[derive(Debug, Clone)]
+struct LevelRow {
+    /// The distinct x vertices the samples use (each cell's lower and upper one), ascending.
+    vertices: Vec<u32>,
+    /// Per sample: the position in `vertices` of its cell's lower vertex; the upper one
+    /// (one more) follows it, since nothing lies between two consecutive integers.
+    lower: Vec<u32>,
+    /// Per sample: `w_x`, its fraction along x in the cell.
+    wx: Vec<f32>,
+}
+
+impl RowPlan {
+    /// Samples in a row.
+    pub fn len(&self) -> usize {
+        self.samples
+    }
+
+    /// Whether the rows are empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples == 0
+    }
+}
+
+impl GridLayout {
+    /// The plan for rows whose samples have the x coordinates `xs` (any order).
+    pub fn row_plan(&self, xs: &[f32]) -> RowPlan {
+        let levels = self
+            .levels
+            .iter()
+            .map(|lv| {
+                // The same cell and fraction as `cell` computes for x.
+                let (cells, wx): (Vec<u32>, Vec<f32>) = xs
+                    .iter()
+                    .map(|&x| {
+                        let px = x * lv.resf[0];
+                        let cx = (px as u32).min(lv.res[0] - 1);
+                        (cx, px - cx as f32)
+                    })
+                    .unzip();
+                let mut vertices: Vec<u32> = cells.iter().flat_map(|&c| [c, c + 1]).collect();
+                vertices.sort_unstable();
+                vertices.dedup();
+                let lower = cells
+                    .iter()
+                    .map(|c| vertices.partition_point(|v| v < c) as u32)
+                    .collect();
+                LevelRow {
+                    vertices,
+                    lower,
+                    wx,
+                }
+            })
+            .collect();
+        RowPlan {
+            samples: xs.len(),
+            levels,
+        }
+    }
+
+    /// Encodes one row of a grid into `out` (`plan.len() × width`): the samples at the plan's
+    /// x coordinates, all with the coordinates `rest` (`dims − 1` of them) on the other axes.
+    /// Each level interpolates its cross-section once per x vertex the row uses, then blends
+    /// neighbouring vertices per sample. Bit-identical to [`GridLayout::forward`] on the same
+    /// coordinates: the same edges (`edge_features`) and the same blend.
+    pub fn forward_row(&self, tables: &[&[f32]], plan: &RowPlan, rest: &[f32], out: &mut [f32]) {
+        assert_eq!(tables.len(), self.levels.len(), "one table per level");
+        assert_eq!(rest.len() + 1, self.dims, "coordinates of every axis but x");
+        assert_eq!(
+            out.len(),
+            plan.len() * self.width(),
+            "one encoding per sample"
+        );
+        dispatch!(self, row_impl(tables, plan, rest, out))
+    }
+
+    fn row_impl<const D: usize, const F: usize>(
+        &self,
+        tables: &[&[f32]],
+        plan: &RowPlan,
+        rest: &[f32],
+        out: &mut [f32],
+    ) {
+        let width = self.width();
+        let mut u = [0f32; MAX_DIMS];
+        u[1..D].copy_from_slice(rest);
+        let mut edges: Vec<[f32; F]> = Vec::new();
+        for (l, ((lv, row), table)) in self.levels.iter().zip(&plan.levels).zip(tables).enumerate()
+        {
+            // The cross-section depends on the other axes only (x is left at 0 here).
+            let (c, w) = cell::<D>(lv, &u);
+            let cross = CrossSection::locate::<D>(lv, &c, &w);
+            edges.clear();
+            edges.extend(
+                row.vertices
+                    .iter()
+                    .map(|&x| cross.edge::<D, F>(lv, table, x)),
+            );
+            for ((o, &j), &wx) in out.chunks_exact_mut(width).zip(&row.lower).zip(&row.wx) {
+                let j = j as usize;
+                let pair = [edges[j], edges[j + 1]];
+                o[l * F..(l + 1) * F].copy_from_slice(&blend_x(&pair, wx));
+            }
+        }
+    }
+}
+
+/// One level's state along a row of [`GridLayout::forward_coherent`]: the cross-section of
+/// the row's coordinates after x, and the edges of the x cell last used.
+#[derive(Debug, Clone, Copy)]
+struct RowCache<const F: usize> {
+    cross: CrossSection,
+    /// The x cell `edges` belong to (none yet at the start of a row).
+    cx: Option<u32>,
+    edges: [[f32; F]; 2],
+}
+
+impl<const F: usize> Default for RowCache<F> {
+    fn default() -> Self {
+        RowCache {
+            cross: CrossSection {
+                partial: [0; 8],
+                weight: [0.0; 8],
+            },
+            cx: None,
+            edges: [[0.0; F]; 2],
         }
     }
 }
@@ -391,10 +609,14 @@ mod tests {
             let config = small_config(dims);
             let layout = GridLayout::new(&config);
             let table = lcg(layout.table_len(), 3);
-            // A grid row (coherent) followed by random points (incoherent).
+            // Grid rows (coherent: forwards, backwards, with jumps; one cell apart and more)
+            // followed by random points (incoherent).
             let mut coords = Vec::new();
-            for i in 0..50 {
-                coords.extend([i as f32 / 49.0, 0.3, 0.7, 0.5][..dims].iter());
+            for (row, step) in [(0.3f32, 1i32), (0.31, 1), (0.9, -1), (0.9, 3), (0.05, -7)] {
+                for i in 0..50 {
+                    let x = (i * step).rem_euclid(50) as f32 / 49.0;
+                    coords.extend([x, row, 0.7, 0.5][..dims].iter());
+                }
             }
             coords.extend(lcg(40 * dims, 5));
             let n = coords.len() / dims;
@@ -403,6 +625,38 @@ mod tests {
             layout.forward(&table, &coords, &mut a);
             layout.forward_coherent(&layout.level_tables(&table), &coords, &mut b);
             assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn row_encoding_is_bit_identical() {
+        for dims in [3, 4] {
+            let config = small_config(dims);
+            let layout = GridLayout::new(&config);
+            let table = lcg(layout.table_len(), 3);
+            let tables = layout.level_tables(&table);
+            // A full row, a sparse one (cells skipped), an unordered one, and a single sample.
+            let rows: [Vec<f32>; 4] = [
+                (0..40).map(|i| i as f32 / 39.0).collect(),
+                (0..7).map(|i| (i * i) as f32 / 36.0).collect(),
+                lcg(23, 8),
+                vec![1.0],
+            ];
+            for xs in &rows {
+                let plan = layout.row_plan(xs);
+                for rest in [[0.3f32, 0.7, 0.5], [0.0, 1.0, 0.999], [0.61, 0.02, 0.0]] {
+                    let rest = &rest[..dims - 1];
+                    let coords: Vec<f32> = xs
+                        .iter()
+                        .flat_map(|&x| std::iter::once(x).chain(rest.iter().copied()))
+                        .collect();
+                    let mut a = vec![0f32; xs.len() * layout.width()];
+                    let mut b = vec![1f32; xs.len() * layout.width()];
+                    layout.forward(&table, &coords, &mut a);
+                    layout.forward_row(&tables, &plan, rest, &mut b);
+                    assert_eq!(a, b, "dims {dims}, {} samples, rest {rest:?}", xs.len());
+                }
+            }
         }
     }
 
