@@ -53,6 +53,15 @@ pub const DEFAULT_CHUNK_Z: usize = 16;
 /// Default frames per chunk of a 4D scan (the first frame of a chunk has no previous frame).
 pub const DEFAULT_CHUNK_T: usize = 16;
 
+/// Memory the encoder may give to chunks being coded at once (bytes): 768 MiB, two chunks
+/// of a 512×512 CT, one of a long 4D series.
+const ENCODE_MEMORY_BUDGET: usize = 768 << 20;
+/// Bytes a chunk being coded holds per voxel: the value and the field's prediction (f32
+/// each), both in the coder's domain and the reconstruction (i64 each), the voxel's index in
+/// the scan, its mask flag, the coder's output and the prediction's evaluation buffers
+/// (about 50 measured on the chest CT, rounded up).
+const BYTES_PER_CODED_VOXEL: usize = 64;
+
 /// What the decoded values must satisfy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
@@ -416,65 +425,76 @@ pub fn encode_chunked(
         _ => None,
     };
 
-    let chunks: Vec<Vec<u8>> = (0..header.chunk_count())
-        .into_par_iter()
-        .map(|c| {
-            let region = header.chunk_region(c);
-            let cs = chunk_shape(&header, &region);
-            let mut raw = vec![0f32; cs.voxels()];
-            let mut offset = Vec::with_capacity(cs.voxels());
-            for range in region_ranges(shape, &region) {
-                let at = offset.len();
-                original.read(range.start, &mut raw[at..at + range.len()]);
-                offset.extend(range);
+    let code_chunk = |c: usize| -> Result<Vec<u8>, ResidualError> {
+        let region = header.chunk_region(c);
+        let cs = chunk_shape(&header, &region);
+        let mut raw = vec![0f32; cs.voxels()];
+        let mut offset = Vec::with_capacity(cs.voxels());
+        for range in region_ranges(shape, &region) {
+            let at = offset.len();
+            original.read(range.start, &mut raw[at..at + range.len()]);
+            offset.extend(range);
+        }
+        let pred = match prediction {
+            Some(predict) => {
+                let p = predict(&region)?;
+                check_len("chunk prediction", p.len(), cs.voxels())?;
+                Some(p)
             }
-            let pred = match prediction {
-                Some(predict) => {
-                    let p = predict(&region)?;
-                    check_len("chunk prediction", p.len(), cs.voxels())?;
-                    Some(p)
-                }
-                None => None,
-            };
-            let values = raw
-                .iter()
-                .zip(&offset)
-                .map(|(&x, &i)| match check {
-                    Some(_) => Ok(domain::lattice_index(x, domain)),
-                    None => domain.original(i, x),
+            None => None,
+        };
+        let values = raw
+            .iter()
+            .zip(&offset)
+            .map(|(&x, &i)| match check {
+                Some(_) => Ok(domain::lattice_index(x, domain)),
+                None => domain.original(i, x),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let field =
+            field_in_domain(&domain, pred.as_deref()).map_err(|e| remap_index(e, &offset))?;
+        let mask: Vec<bool> = match roi {
+            None => Vec::new(),
+            Some(r) if r.mask.len() == total => offset.iter().map(|&i| r.mask[i]).collect(),
+            Some(r) => {
+                let frame = shape[0] * shape[1] * shape[2];
+                offset.iter().map(|&i| r.mask[i % frame]).collect()
+            }
+        };
+        let mut io = EncodeIo {
+            values: &values,
+            raw: &raw,
+            mask: &mask,
+            check,
+            enc: Encoder::new(),
+        };
+        let chunk_roi = match &header.roi {
+            Some(h) => {
+                engine::code_mask(cs, h.shared_mask, &mut io);
+                Some(ChunkRoi {
+                    mask: &mask,
+                    d_out: h.d_out,
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            let field =
-                field_in_domain(&domain, pred.as_deref()).map_err(|e| remap_index(e, &offset))?;
-            let mask: Vec<bool> = match roi {
-                None => Vec::new(),
-                Some(r) if r.mask.len() == total => offset.iter().map(|&i| r.mask[i]).collect(),
-                Some(r) => {
-                    let frame = shape[0] * shape[1] * shape[2];
-                    offset.iter().map(|&i| r.mask[i % frame]).collect()
-                }
-            };
-            let mut io = EncodeIo {
-                values: &values,
-                raw: &raw,
-                mask: &mask,
-                check,
-                enc: Encoder::new(),
-            };
-            let chunk_roi = match &header.roi {
-                Some(h) => {
-                    engine::code_mask(cs, h.shared_mask, &mut io);
-                    Some(ChunkRoi {
-                        mask: &mask,
-                        d_out: h.d_out,
-                    })
-                }
-                None => None,
-            };
-            engine::run(cs, &domain, &field, chunk_roi, &mut io)?;
-            Ok(io.enc.finish())
-        })
-        .collect::<Result<_, ResidualError>>()?;
+            }
+            None => None,
+        };
+        engine::run(cs, &domain, &field, chunk_roi, &mut io)?;
+        Ok(io.enc.finish())
+    };
+    // Chunks in parallel, but no more at once than the memory budget holds: a chunk of a
+    // large series is millions of voxels, and a many-core machine would otherwise hold one
+    // per core.
+    let largest = header.chunk_z * header.chunk_t * shape[0] * shape[1];
+    let in_flight = (ENCODE_MEMORY_BUDGET / (largest * BYTES_PER_CODED_VOXEL).max(1)).max(1);
+    let all: Vec<usize> = (0..header.chunk_count()).collect();
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(all.len());
+    for group in all.chunks(in_flight) {
+        let coded: Vec<Vec<u8>> = group
+            .par_iter()
+            .map(|&c| code_chunk(c))
+            .collect::<Result<_, ResidualError>>()?;
+        chunks.extend(coded);
+    }
 
     let mut out =
         Vec::with_capacity(header.bytes() + chunks.iter().map(|c| c.len() + 8).sum::<usize>());
