@@ -32,15 +32,15 @@ impl Fit<'_> {
         let mut quality = Accumulator::new(self.shape, range, full);
         let total = self.voxels();
         let mut reference = Vec::new();
-        let mut compare = |start: usize, decoded: Vec<f32>| -> Result<(), EncodeError> {
+        let mut compare = |start: usize, decoded: &mut [f32]| -> Result<(), EncodeError> {
             reference.resize(decoded.len(), 0.0);
             self.data.read(start, &mut reference);
             if full {
-                self.check_bound(start, &decoded, &reference)?;
+                self.check_bound(start, decoded, &reference)?;
             }
-            let test = physical(decoded, units);
-            physical_in_place(&mut reference, units);
-            quality.add(&reference, &test)?;
+            metrics::to_physical(decoded, units.0, units.1);
+            metrics::to_physical(&mut reference, units.0, units.1);
+            quality.add(&reference, decoded)?;
             progress.checked(quality.voxels(), total);
             Ok(())
         };
@@ -50,12 +50,10 @@ impl Fit<'_> {
                 start: [0, 0, z.start, t.start],
                 end: [nx, ny, z.end, t.end],
             };
-            let (decoded, _) = decoder.region(self.shape, region)?;
+            let (mut decoded, _) = decoder.region(self.shape, region)?;
             // Frame by frame: each frame's slices of the piece are contiguous in the scan.
-            for (k, ti) in t.clone().enumerate() {
-                let part = plane * z.len();
-                let values = decoded[k * part..(k + 1) * part].to_vec();
-                compare(plane * (z.start + nz * ti), values)?;
+            for (frame, ti) in decoded.chunks_mut(plane * z.len()).zip(t) {
+                compare(plane * (z.start + nz * ti), frame)?;
             }
         }
         Ok(quality.finish()?)
@@ -117,35 +115,14 @@ fn pieces(file: &MinrFile, shape: [usize; 4]) -> Result<Vec<ChunkRegion>, Encode
         .collect())
 }
 
-/// Values in physical units, as [`metrics::physical`] maps them.
-fn physical(values: Vec<f32>, (slope, inter): (f64, f64)) -> Vec<f32> {
-    let mut values = values;
-    physical_in_place(&mut values, (slope, inter));
-    values
-}
-
-fn physical_in_place(values: &mut [f32], (slope, inter): (f64, f64)) {
-    if (slope, inter) != (1.0, 0.0) {
-        for v in values.iter_mut() {
-            *v = metrics::physical_value(*v, slope, inter);
-        }
-    }
-}
-
 /// The reference's range in physical units, from its stored range (the mapping is monotone,
-/// so the ends map to the ends), as [`metrics::data_range`] would measure it: 1 when constant.
-fn physical_range(stored: Option<(f32, f32)>, units: (f64, f64)) -> f64 {
-    let Some((lo, hi)) = stored else {
-        return 1.0;
-    };
-    let (a, b) = (
-        metrics::physical_value(lo, units.0, units.1) as f64,
-        metrics::physical_value(hi, units.0, units.1) as f64,
-    );
-    let r = (b - a).abs();
-    if r.is_finite() && r > 0.0 {
-        r
-    } else {
-        1.0
-    }
+/// so the ends map to the ends), exactly as [`metrics::data_range`] measures the whole scan.
+fn physical_range(stored: Option<(f32, f32)>, (slope, inter): (f64, f64)) -> f64 {
+    let ends = stored.map_or(Vec::new(), |(lo, hi)| {
+        vec![
+            metrics::physical_value(lo, slope, inter),
+            metrics::physical_value(hi, slope, inter),
+        ]
+    });
+    metrics::data_range(&ends)
 }

@@ -120,13 +120,19 @@ pub const SSIM_K2: f64 = 0.03;
 /// one unit medinr reports quality in: the compress report and `medinr compare` agree. The
 /// identity scaling returns the values unchanged.
 pub fn physical(values: &[f32], slope: f64, inter: f64) -> Vec<f32> {
+    let mut out = values.to_vec();
+    to_physical(&mut out, slope, inter);
+    out
+}
+
+/// [`physical`] in place (nothing to do for the identity scaling).
+pub fn to_physical(values: &mut [f32], slope: f64, inter: f64) {
     if slope == 1.0 && inter == 0.0 {
-        return values.to_vec();
+        return;
     }
-    values
-        .iter()
-        .map(|&x| physical_value(x, slope, inter))
-        .collect()
+    for v in values.iter_mut() {
+        *v = physical_value(*v, slope, inter);
+    }
 }
 
 /// One stored value in physical units (see [`physical`]).
