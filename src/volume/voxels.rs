@@ -100,14 +100,6 @@ impl Voxels {
         each_variant!(self, v => v.iter().map(|&x| x as f32).collect())
     }
 
-    /// The values as an f32 slice when they are held as f32.
-    pub fn as_f32(&self) -> Option<&[f32]> {
-        match self {
-            Voxels::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-
     /// f32 values kept in the most compact exact form for a scan stored as `dt`: integer
     /// types of 16 bits or fewer are rounded to nearest and clamped to the type's range
     /// (NaN → 0), as writing does; other types stay f32.
