@@ -933,6 +933,19 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
             report.total_seconds,
             report.parameters
         );
+        if let Some(h) = &report.lossy_residual {
+            println!(
+                "  field + residual layer ({} bytes, predicted {}): every voxel within {} of the original{}; it beat the field alone at this size",
+                h.residual_bytes,
+                if h.uses_field { "from the field" } else { "from decoded neighbours" },
+                h.max_error,
+                if h.prefix_voxels > 0 {
+                    format!(" ({} on the first {} voxels of each frame)", h.max_error - 1.0, h.prefix_voxels)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     Ok(())
 }

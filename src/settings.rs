@@ -168,6 +168,16 @@ pub struct RateSettings {
     /// With a worst-case error bound or lossless coding and no rate given, the field gets
     /// this many bits per voxel and the residual layer the rest (default 0.05).
     pub bounded_field_bpv: f64,
+    /// Lossy size targets also try the field plus a coded residual whose bound is searched
+    /// to land on the target, and keep the better file (`encoder::hybrid`; default true).
+    pub lossy_residual: bool,
+    /// Shares of the target given to the fitted field when it predicts the residual of such a
+    /// file (each in (0, 1); the smallest field with a residual from decoded neighbours alone
+    /// is always tried too; default 0.1).
+    pub hybrid_field_shares: Vec<f64>,
+    /// Size trials that place the time-shared bound's prefix (integer scans) or refine a float
+    /// bound (default 8).
+    pub hybrid_prefix_iterations: usize,
 }
 
 impl Default for RateSettings {
@@ -190,6 +200,9 @@ impl Default for RateSettings {
             psnr_field_attempts: 3,
             psnr_field_growth: 3,
             bounded_field_bpv: 0.05,
+            lossy_residual: true,
+            hybrid_field_shares: vec![0.1],
+            hybrid_prefix_iterations: 8,
         }
     }
 }
@@ -365,8 +378,15 @@ impl EncoderSettings {
             || r.psnr_field_attempts == 0
             || r.psnr_field_attempts > 10
             || r.psnr_field_growth < 2
+            || r.hybrid_prefix_iterations > 200
         {
             return bad("rate: counts out of range (probes ≥ 1, searches ≤ 200 steps, 1–10 field attempts growing ≥ 2×)");
+        }
+        if r.hybrid_field_shares
+            .iter()
+            .any(|s| !(s.is_finite() && *s > 0.0 && *s < 1.0))
+        {
+            return bad("rate: hybrid_field_shares must each be in (0, 1)");
         }
         if !positive(r.bounded_field_bpv) {
             return bad("rate: bounded_field_bpv must be positive");

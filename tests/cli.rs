@@ -195,6 +195,17 @@ fn compressed(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// Compresses a sample at 2 bpv into `dir` as the field alone (no residual layer, which
+/// applies on the original grid only), for tests of how the field itself resamples.
+fn compressed_field_alone(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.field.minr"));
+    let settings = dir.join("field-alone.json");
+    fs::write(&settings, r#"{"rate":{"lossy_residual":false}}"#).unwrap();
+    let s = settings.to_str().unwrap();
+    compress(&data(name), &out, &["--bpv", "2", "--settings", s]);
+    out
+}
+
 /// Names in `dir` that look like medinr's temp files (`.NAME.tmp.PID.N`).
 fn temp_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
@@ -285,7 +296,13 @@ fn round_trip(name: &str, decoded_name: &str, e: Expect) {
     assert_eq!(i["datatype"], e.datatype);
     assert_eq!(i["nifti_version"], e.nifti_version);
     assert_eq!(i["byte_order"], e.byte_order);
-    assert_eq!(i["format_version"], "1.0");
+    // At 2 bpv the field plus a residual may be the better file (format 2.0).
+    let version = if report["lossy_residual"].is_null() {
+        "1.0"
+    } else {
+        "2.0"
+    };
+    assert_eq!(i["format_version"], version);
     assert_eq!(i["file_bytes"], report["bytes"]);
     let bpv = i["bits_per_voxel"].as_f64().unwrap();
     assert!((0.97 * 2.0..=2.0 + 1e-3).contains(&bpv), "info bpv {bpv}");
@@ -392,6 +409,59 @@ fn bpv_target_lands_within_3_percent() {
             assert_eq!(r["target_bytes"].as_f64().unwrap(), (bpv * n / 8.0).round());
         }
     }
+}
+
+#[test]
+fn high_rate_targets_use_a_residual_when_it_beats_the_field_alone() {
+    // At 3 bpv the field alone saturates on the small MRI; the encoder also tries the field
+    // plus a residual layer at a searched bound and must keep the better file: it lands on
+    // the target, beats the field-alone file (made with the hybrid switched off) and meets
+    // the bound it reports on every voxel, also when one slice is decoded alone.
+    let dir = tempdir();
+    let scan = data(BE_MRI);
+    let original = read_nifti(&scan).unwrap();
+    let n = voxels(original.shape()) as f64;
+    let off = dir.path().join("off.json");
+    fs::write(&off, r#"{"rate":{"lossy_residual":false}}"#).unwrap();
+    let alone = dir.path().join("alone.minr");
+    let r_alone = compress(
+        &scan,
+        &alone,
+        &["--bpv", "3", "--settings", off.to_str().unwrap()],
+    );
+    assert!(r_alone["lossy_residual"].is_null());
+    assert_eq!(info(&alone)["format_version"], "1.0");
+    let hybrid = dir.path().join("hybrid.minr");
+    let r = compress(&scan, &hybrid, &["--bpv", "3"]);
+    assert_size_within_3_percent(
+        fs::metadata(&hybrid).unwrap().len(),
+        3.0 * n / 8.0,
+        "hybrid",
+    );
+    let choice = &r["lossy_residual"];
+    let bound = choice["max_error"].as_f64().expect("a residual at 3 bpv");
+    assert!(
+        r["quality"]["psnr_db"].as_f64().unwrap() > r_alone["quality"]["psnr_db"].as_f64().unwrap(),
+        "hybrid {r} not better than the field alone {r_alone}"
+    );
+    let out = dir.path().join("hybrid.nii");
+    decompress(&hybrid, &out, &[]).ok();
+    let decoded = read_nifti(&out).unwrap();
+    let err = max_abs_difference(&original.data.to_f32(), &decoded.data.to_f32());
+    assert!(
+        err <= bound,
+        "max error {err} above the reported bound {bound}"
+    );
+    assert_eq!(r["quality"]["max_abs_error"].as_f64().unwrap(), err);
+    // One slice alone decodes as that plane of the whole scan.
+    let [nx, ny, _, _] = original.shape();
+    let plane = dir.path().join("z7.nii");
+    slice(&hybrid, &plane, &["--axis", "z", "--index", "7"]).ok();
+    let plane = read_nifti(&plane).unwrap().data.to_f32();
+    assert_eq!(
+        plane,
+        decoded.data.to_f32()[7 * nx * ny..8 * nx * ny].to_vec()
+    );
 }
 
 #[test]
@@ -1639,7 +1709,7 @@ fn oblique_plane_along_an_axis_equals_the_axial_slice() {
     // 33×41×25 at 2 mm: a plane through the centre of slice z = 12, perpendicular to the z
     // voxel axis, 33×41 pixels at 2 mm, must evaluate the very same coordinates.
     let dir = tempdir();
-    let minr = compressed(dir.path(), BE_MRI);
+    let minr = compressed_field_alone(dir.path(), BE_MRI);
     let original = read_nifti(&data(BE_MRI)).unwrap();
     let h = &original.header;
     let [nx, ny, _, _] = h.shape();
@@ -1729,8 +1799,8 @@ fn roi_and_like_decode_what_they_name() {
         &["--roi", "0:99,0:2,0:2"],
     )
     .fails(2, "axis x");
-    // Resampling a lossy file onto its own scan's grid is the full decode.
-    let lossy = compressed(dir.path(), BE_MRI);
+    // Resampling a field onto its own scan's grid is the full decode.
+    let lossy = compressed_field_alone(dir.path(), BE_MRI);
     let own = dir.path().join("own.nii");
     decompress(&lossy, &own, &[]).ok();
     let like = dir.path().join("like.nii");

@@ -67,7 +67,7 @@ impl Fit<'_> {
         decoded: &[f32],
         reference: &[f32],
     ) -> Result<(), EncodeError> {
-        let Some(bound) = self.options.bound else {
+        let Some(bound) = self.options.bound.or(self.guarantee.map(Bound::MaxError)) else {
             return Ok(());
         };
         let limit = match bound {

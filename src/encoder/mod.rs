@@ -7,6 +7,7 @@
 //! constant is in `crate::settings::EncoderSettings`.
 
 mod check;
+mod hybrid;
 mod probe;
 mod rate;
 mod steps;
@@ -18,6 +19,7 @@ use serde::Serialize;
 pub use crate::model::Preset;
 pub use crate::settings::{EncoderSettings, SettingsError};
 pub use crate::train::{Device, Phase, Progress, Silent, TrainError};
+pub use hybrid::HybridChoice;
 
 use crate::codec::container::FormatError;
 use crate::codec::payload::{Head, MinrFile, QuantTensor};
@@ -137,6 +139,12 @@ pub struct EncodeReport {
     /// Whether the residual layer predicts from the field (else from decoded neighbours
     /// alone, which was smaller for this scan).
     pub residual_uses_field: Option<bool>,
+    /// For a lossy size target met by the field plus a residual (`encoder::hybrid`): the bound
+    /// it reached and how; `None` when the field alone was the better file.
+    pub lossy_residual: Option<HybridChoice>,
+    /// For a lossy size target where the field plus a residual was tried: the PSNR (stored
+    /// units) of the field-alone file it was weighed against, so one run shows both.
+    pub field_alone_psnr_db: Option<f64>,
 }
 
 /// Why a scan could not be compressed.
@@ -323,6 +331,7 @@ pub fn encode(
         steps: 0,
         planned_steps: 0,
         unquantized_psnr: f64::NAN,
+        guarantee: None,
     };
     // One fit and one fine-tune, unless a retry adds more (then `fit` raises the total).
     ctx.planned_steps = ctx.plan().steps + ctx.fine_tune_plan().steps;
@@ -343,10 +352,22 @@ pub fn encode(
     };
     progress.phase(Phase::Check, 0);
     let mut residual_uses_field = None;
+    let mut lossy_residual = None;
+    let mut field_alone_psnr_db = None;
     if let Some(bound) = options.bound {
         let (bounded, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
         file = bounded;
         residual_uses_field = Some(uses_field);
+    } else if let (Some(bytes), true) = (target_bytes, options.settings.rate.lossy_residual) {
+        let mse = ctx.mse(&file)?;
+        field_alone_psnr_db = Some(metrics::psnr_from_mse(mse, ctx.stored_range()));
+        let (best, choice) = ctx.best_at_size(file, mse, bytes, volume.header.datatype())?;
+        file = best;
+        if let Some(c) = choice {
+            residual_uses_field = Some(c.uses_field);
+            ctx.guarantee = Some(c.max_error);
+        }
+        lossy_residual = choice;
     }
     let bytes = file.to_bytes()?.len();
     // Reported in physical units (after scl_slope/scl_inter), as `medinr compare` does.
@@ -367,6 +388,8 @@ pub fn encode(
         config,
         residual_bytes: file.residual.as_ref().map(Vec::len),
         residual_uses_field,
+        lossy_residual,
+        field_alone_psnr_db,
     };
     Ok((file, report))
 }
@@ -447,6 +470,9 @@ struct Fit<'a> {
     /// Optimiser steps the job is now expected to take in all (for [`Progress::total`]).
     planned_steps: usize,
     unquantized_psnr: f64,
+    /// The bound a lossy file met by the field plus a residual guarantees (`hybrid`), checked
+    /// on every voxel by the self-check like a bound asked for.
+    guarantee: Option<f64>,
 }
 
 impl Fit<'_> {
@@ -618,22 +644,14 @@ impl Fit<'_> {
         bound: Bound,
         datatype: crate::volume::DataType,
     ) -> Result<(MinrFile, bool), EncodeError> {
-        use crate::residual::{
-            encode_chunked, ChunkRegion, Kind, Mode, Options, ResidualError, Roi,
-        };
+        use crate::residual::{encode_chunked, ChunkRegion, Mode, Options, ResidualError, Roi};
         let mode = match bound {
             Bound::Lossless => Mode::Lossless,
             Bound::MaxError(d) => Mode::Bound { max_error: d },
         };
         // The scan's own range (not the datatype's): predictions are clamped to it, and
         // i32/u32 scans stay within what the coder's f32 values hold exactly.
-        let kind = match Kind::of(datatype) {
-            Kind::Integer { .. } => Kind::Integer {
-                min: self.value_min.round() as i64,
-                max: self.value_max.round() as i64,
-            },
-            float => float,
-        };
+        let kind = self.residual_kind(datatype);
         let roi = self.options.roi.as_ref().map(|r| Roi {
             mask: &r.mask,
             max_error: r.max_error,
