@@ -25,9 +25,7 @@ use crate::codec::payload::MinrFile;
 use crate::codec::quantize::quantize;
 use crate::decoder::Decoder;
 use crate::model::{tensor_specs, TensorKind};
-use crate::residual::{
-    encode_chunked, ChunkPrediction, ChunkRegion, Kind, Mode, Options, ResidualError, Roi,
-};
+use crate::residual::{Kind, Mode, Options, Roi};
 
 /// How a hybrid file was made, for the report and `meta`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -168,12 +166,7 @@ impl Fit<'_> {
         kind: Kind,
     ) -> Result<Option<(MinrFile, HybridChoice)>, EncodeError> {
         let field = Decoder::from_file(predictor.file.clone(), 0)?;
-        let predict = |region: &ChunkRegion| {
-            field
-                .chunk_prediction(region)
-                .map_err(|e| ResidualError::Prediction(e.to_string()))
-        };
-        let prediction: Option<ChunkPrediction> = predictor.uses_field.then_some(&predict);
+        let field = predictor.uses_field.then_some(&field);
         let frame = self.shape[0] * self.shape[1] * self.shape[2];
         let floor = (self.settings.rate.size_floor * target as f64).ceil() as usize;
         // One trial: the file with the residual at bound `d` (and `d − 1` on `prefix` voxels).
@@ -193,15 +186,8 @@ impl Fit<'_> {
             } else {
                 Mode::Bound { max_error: d }
             };
-            let stream = encode_chunked(
-                self.data,
-                prediction,
-                self.shape,
-                mode,
-                kind,
-                roi.as_ref(),
-                &Options::default(),
-            )?;
+            let stream =
+                self.code_residual(field, mode, kind, roi.as_ref(), &Options::default())?;
             let choice = HybridChoice {
                 max_error: d,
                 prefix_voxels: prefix,

@@ -634,6 +634,31 @@ impl Fit<'_> {
         }
     }
 
+    /// The residual layer of the scan at `mode`, chunk by chunk: the values read from the scan
+    /// as stored and, with a `field`, each chunk's prediction made exactly as the decoder will
+    /// make it (`Decoder::chunk_prediction`), so no copy of the scan or of the prediction is
+    /// held whole.
+    pub(super) fn code_residual(
+        &self,
+        field: Option<&Decoder>,
+        mode: crate::residual::Mode,
+        kind: crate::residual::Kind,
+        roi: Option<&crate::residual::Roi>,
+        options: &crate::residual::Options,
+    ) -> Result<Vec<u8>, EncodeError> {
+        use crate::residual::{encode_chunked, ChunkPrediction, ChunkRegion, ResidualError};
+        let predict = |region: &ChunkRegion| match field {
+            Some(f) => f
+                .chunk_prediction(region)
+                .map_err(|e| ResidualError::Prediction(e.to_string())),
+            None => Err(ResidualError::Prediction("no field to predict from".into())),
+        };
+        let prediction: Option<ChunkPrediction> = field.is_some().then_some(&predict);
+        Ok(encode_chunked(
+            self.data, prediction, self.shape, mode, kind, roi, options,
+        )?)
+    }
+
     /// Adds a residual layer to `file` so every voxel meets `bound`. Two files are made and
     /// the smaller kept: the field as fitted with a residual predicted from it, and the field
     /// requantized to a coarse preview (`smallest`) with a residual predicted from decoded
@@ -644,7 +669,7 @@ impl Fit<'_> {
         bound: Bound,
         datatype: crate::volume::DataType,
     ) -> Result<(MinrFile, bool), EncodeError> {
-        use crate::residual::{encode_chunked, ChunkRegion, Mode, Options, ResidualError, Roi};
+        use crate::residual::{Mode, Options, Roi};
         let mode = match bound {
             Bound::Lossless => Mode::Lossless,
             Bound::MaxError(d) => Mode::Bound { max_error: d },
@@ -657,27 +682,10 @@ impl Fit<'_> {
             max_error: r.max_error,
         });
         let options = Options::default();
-        // Chunk by chunk: the values from the scan as stored, the prediction from the field
-        // exactly as the decoder will make it (`Decoder::chunk_prediction`), so no copy of
-        // the scan or of the prediction is held whole.
         let field = Decoder::from_file(file.clone(), 0)?;
-        let predict = |region: &ChunkRegion| {
-            field
-                .chunk_prediction(region)
-                .map_err(|e| ResidualError::Prediction(e.to_string()))
-        };
         let code = |with_field: bool| {
-            let prediction: Option<crate::residual::ChunkPrediction> =
-                with_field.then_some(&predict);
-            encode_chunked(
-                self.data,
-                prediction,
-                self.shape,
-                mode,
-                kind,
-                roi.as_ref(),
-                &options,
-            )
+            let predictor = with_field.then_some(&field);
+            self.code_residual(predictor, mode, kind, roi.as_ref(), &options)
         };
         let mut with_field = file.clone();
         with_field.residual = Some(code(true)?);
