@@ -936,7 +936,7 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         if let Some(h) = &report.lossy_residual {
             println!(
                 "  field + residual layer ({} bytes, predicted {}): every voxel within {} of the original{}; it beat the field alone at this size",
-                h.residual_bytes,
+                report.residual_bytes.unwrap_or(0),
                 if h.uses_field { "from the field" } else { "from decoded neighbours" },
                 h.max_error,
                 if h.prefix_voxels > 0 {

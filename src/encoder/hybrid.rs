@@ -36,8 +36,17 @@ pub struct HybridChoice {
     pub prefix_voxels: usize,
     /// Whether the residual predicts from the field (else from decoded neighbours alone).
     pub uses_field: bool,
-    /// Bytes of the residual layer.
-    pub residual_bytes: usize,
+}
+
+/// The float bound's bisection starts from a bracket of 10^4 (`equal · 1e-4 … equal`), so it
+/// gets this many trials beyond `hybrid_prefix_iterations` to narrow it (2^-8 in log terms).
+const FLOAT_BRACKET_TRIALS: usize = 8;
+
+/// A file tried at one bound, with its size.
+struct Trial {
+    file: MinrFile,
+    choice: HybridChoice,
+    bytes: usize,
 }
 
 /// One predictor for the residual: the file whose field it carries, and whether the residual
@@ -61,7 +70,9 @@ impl Fit<'_> {
         let kind = self.residual_kind(datatype);
         let mut best: Option<(f64, MinrFile, HybridChoice)> = None;
         for predictor in self.predictors(&lossy, target)? {
-            let Some((file, choice)) = self.fit_bound(&predictor, target, lossy_mse, kind)? else {
+            let Some(Trial { file, choice, .. }) =
+                self.fit_bound(&predictor, target, lossy_mse, kind)?
+            else {
                 continue;
             };
             // Exact quality of the candidate, in stored units, to compare with the field alone.
@@ -164,13 +175,13 @@ impl Fit<'_> {
         target: usize,
         lossy_mse: f64,
         kind: Kind,
-    ) -> Result<Option<(MinrFile, HybridChoice)>, EncodeError> {
+    ) -> Result<Option<Trial>, EncodeError> {
         let field = Decoder::from_file(predictor.file.clone(), 0)?;
         let field = predictor.uses_field.then_some(&field);
         let frame = self.shape[0] * self.shape[1] * self.shape[2];
         let floor = (self.settings.rate.size_floor * target as f64).ceil() as usize;
         // One trial: the file with the residual at bound `d` (and `d − 1` on `prefix` voxels).
-        let trial = |d: f64, prefix: usize| -> Result<(MinrFile, HybridChoice), EncodeError> {
+        let trial = |d: f64, prefix: usize| -> Result<Trial, EncodeError> {
             let mask: Vec<bool>;
             let roi = if prefix > 0 {
                 mask = (0..frame).map(|i| i < prefix).collect();
@@ -192,14 +203,17 @@ impl Fit<'_> {
                 max_error: d,
                 prefix_voxels: prefix,
                 uses_field: predictor.uses_field,
-                residual_bytes: stream.len(),
             };
             let mut file = predictor.file.clone();
             file.residual = Some(stream);
             file.meta = Some(self.hybrid_meta(&choice));
-            Ok((file, choice))
+            let bytes = file.to_bytes()?.len();
+            Ok(Trial {
+                file,
+                choice,
+                bytes,
+            })
         };
-        let size = |f: &MinrFile| f.to_bytes().map(|b| b.len());
         match kind {
             Kind::Integer { .. } => {
                 // The bound whose uniform error, ((2D + 1)² − 1) / 12, matches the field alone.
@@ -207,7 +221,7 @@ impl Fit<'_> {
                     .floor()
                     .max(0.0);
                 let coarsest = trial(equal, 0)?;
-                if size(&coarsest.0)? > target {
+                if coarsest.bytes > target {
                     return Ok(None);
                 }
                 // Smallest integer bound that fits: `hi` fits, `lo` does not (or is 0).
@@ -216,26 +230,24 @@ impl Fit<'_> {
                 let mut above: Option<usize> = None;
                 if hi > 0.0 {
                     let lossless = trial(0.0, 0)?;
-                    let s = size(&lossless.0)?;
-                    if s <= target {
+                    if lossless.bytes <= target {
                         return Ok(Some(lossless));
                     }
-                    above = Some(s);
+                    above = Some(lossless.bytes);
                 }
                 while hi - lo > 1.0 {
                     let mid = ((lo + hi) / 2.0).floor();
                     let t = trial(mid, 0)?;
-                    let s = size(&t.0)?;
-                    if s <= target {
+                    if t.bytes <= target {
                         hi = mid;
                         fits = t;
                     } else {
                         lo = mid;
-                        above = Some(s);
+                        above = Some(t.bytes);
                     }
                 }
                 let d = hi;
-                let low = size(&fits.0)?;
+                let low = fits.bytes;
                 let (Some(high), true) = (above, low < floor && d >= 1.0) else {
                     return Ok(Some(fits));
                 };
@@ -250,15 +262,15 @@ impl Fit<'_> {
                     let step = ((p_hi - p_lo) as f64 * ratio.clamp(0.0, 1.0)) as usize;
                     let p = (p_lo + step).clamp(p_lo + 1, p_hi - 1);
                     let t = trial(d, p)?;
-                    let s = size(&t.0)?;
-                    if s <= target {
-                        (p_lo, s_lo) = (p, s);
+                    if t.bytes <= target {
+                        (p_lo, s_lo) = (p, t.bytes);
+                        let done = t.bytes >= floor;
                         fits = t;
-                        if s >= floor {
+                        if done {
                             break;
                         }
                     } else {
-                        (p_hi, s_hi) = (p, s);
+                        (p_hi, s_hi) = (p, t.bytes);
                     }
                 }
                 Ok(Some(fits))
@@ -271,19 +283,18 @@ impl Fit<'_> {
                     return Ok(None);
                 }
                 let coarsest = trial(equal, 0)?;
-                if size(&coarsest.0)? > target {
+                if coarsest.bytes > target {
                     return Ok(None);
                 }
                 let (mut lo, mut hi) = (equal * 1e-4, equal);
                 let mut fits = coarsest;
-                for _ in 0..self.settings.rate.hybrid_prefix_iterations + 8 {
-                    let s_fit = size(&fits.0)?;
-                    if s_fit >= floor {
+                for _ in 0..self.settings.rate.hybrid_prefix_iterations + FLOAT_BRACKET_TRIALS {
+                    if fits.bytes >= floor {
                         break;
                     }
                     let mid = (lo * hi).sqrt();
                     let t = trial(mid, 0)?;
-                    if size(&t.0)? <= target {
+                    if t.bytes <= target {
                         hi = mid;
                         fits = t;
                     } else {
