@@ -207,7 +207,22 @@ pub fn summary(
             h.datatype().bytes() as u64 * 8,
             bytes.len() as u64,
         ),
-        mode,
+        mode: match &f.mean {
+            // The field holds the dynamic part; the mean image is coded on its own.
+            Some(m) => {
+                let within = meta
+                    .as_ref()
+                    .and_then(|m| m.get("temporal_mean_max_error"))
+                    .and_then(|v| v.as_f64());
+                let within = match within {
+                    Some(d) if d > 0.0 => format!(" within {d}"),
+                    Some(_) => " exact".into(),
+                    None => String::new(),
+                };
+                format!("{mode}; temporal mean apart ({} bytes{within})", m.len())
+            }
+            None => mode,
+        },
         residual,
         meta,
     })

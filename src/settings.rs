@@ -23,6 +23,43 @@ pub struct EncoderSettings {
     pub rate: RateSettings,
     /// The network architecture chosen for a parameter budget.
     pub architecture: ArchitectureSettings,
+    /// Series (4D): the temporal mean held apart from the field.
+    pub series: SeriesSettings,
+}
+
+/// Series: the temporal mean coded on its own (section `MEAN`) and the field fitted to the
+/// dynamic part `v − mean` alone, so the anatomy — which the temporal-mean baseline already
+/// gets right — costs the field nothing and its parameters go to what varies in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeriesSettings {
+    /// Hold the mean apart for lossy files of series (default true; bounded and lossless
+    /// files keep the field alone predicting, as before).
+    pub separate_mean: bool,
+    /// Only for series of at least this many frames (default 8): with fewer, one frame's worth
+    /// of mean is too large a share of the file.
+    pub min_frames: usize,
+    /// The mean image is coded within this fraction of the dynamic part's RMS (integer scans:
+    /// its floor; 0 = exact; default 0.05, adding 0.1 % to the error variance at most).
+    pub mean_error_fraction: f64,
+    /// … and kept only when its section is at most this share of a size target (default 0.5).
+    pub mean_max_share: f64,
+    /// Only for series whose temporal mean explains at least this fraction of the variance
+    /// about the series' grand mean (default 0.9: fMRI ≥ 0.99; a diffusion series, whose
+    /// frames differ by their weighting, 0.08 — `results/timeseries/mean_separated.md`).
+    pub mean_min_explained: f64,
+}
+
+impl Default for SeriesSettings {
+    fn default() -> Self {
+        SeriesSettings {
+            separate_mean: true,
+            min_frames: 8,
+            mean_error_fraction: 0.05,
+            mean_max_share: 0.5,
+            mean_min_explained: 0.9,
+        }
+    }
 }
 
 /// The main fit: AdamW on random voxel batches with an exponential learning-rate decay.
@@ -393,6 +430,14 @@ impl EncoderSettings {
         }
         if !(r.psnr_step_tighten > 0.0 && r.psnr_step_tighten < 1.0) {
             return bad("rate: psnr_step_tighten must be in (0, 1)");
+        }
+        let m = &self.series;
+        if m.min_frames < 2
+            || !(m.mean_error_fraction.is_finite() && (0.0..=1.0).contains(&m.mean_error_fraction))
+            || !(m.mean_max_share.is_finite() && m.mean_max_share > 0.0 && m.mean_max_share < 1.0)
+            || !(m.mean_min_explained.is_finite() && (0.0..=1.0).contains(&m.mean_min_explained))
+        {
+            return bad("series: min_frames ≥ 2, mean_error_fraction and mean_min_explained in [0, 1], mean_max_share in (0, 1)");
         }
         let a = &self.architecture;
         for p in [&a.default, &a.small, &a.tiny] {

@@ -296,8 +296,11 @@ fn round_trip(name: &str, decoded_name: &str, e: Expect) {
     assert_eq!(i["datatype"], e.datatype);
     assert_eq!(i["nifti_version"], e.nifti_version);
     assert_eq!(i["byte_order"], e.byte_order);
-    // At 2 bpv the field plus a residual may be the better file (format 2.0).
-    let version = if report["lossy_residual"].is_null() {
+    // At 2 bpv the field plus a residual may be the better file (format 2.0); a series may
+    // hold its temporal mean apart (3.0).
+    let version = if !report["mean_bytes"].is_null() {
+        "3.0"
+    } else if report["lossy_residual"].is_null() {
         "1.0"
     } else {
         "2.0"
@@ -385,6 +388,83 @@ fn round_trip_scaled_fmri_keeps_scl_slope() {
             floor_db: FLOOR_FMRI_2BPV,
         },
     );
+}
+
+/// A series whose voxels differ mostly by their mean holds the mean apart (format 3.0) and
+/// beats both the temporal-mean baseline and the same rate without the mean held apart; its
+/// slices and other grids include the mean.
+#[test]
+fn series_hold_their_temporal_mean_apart_and_beat_the_temporal_mean() {
+    let dir = tempdir();
+    let input = data(FMRI);
+    let minr = dir.path().join("mean.minr");
+    // The field alone beside the mean (no residual layer), so other grids compare exactly.
+    let field_only = dir.path().join("field-only.json");
+    fs::write(&field_only, r#"{"rate":{"lossy_residual":false}}"#).unwrap();
+    let f = field_only.to_str().unwrap();
+    let report = compress(&input, &minr, &["--bpv", "2", "--settings", f]);
+    assert!(
+        report["mean_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{report}"
+    );
+    let i = info(&minr);
+    assert_eq!(i["format_version"], "3.0");
+    assert!(
+        i["mode"].as_str().unwrap().contains("temporal mean apart"),
+        "{i}"
+    );
+    let decoded = dir.path().join("mean.nii");
+    decompress(&minr, &decoded, &[]).ok();
+    let c = compare(&input, &decoded);
+    let psnr = c["psnr_db"].as_f64().unwrap();
+    let baseline = c["timeseries"]["temporal_mean_psnr_db"].as_f64().unwrap();
+    assert!(
+        psnr > baseline,
+        "PSNR {psnr:.2} dB is not above the temporal mean's {baseline:.2} dB"
+    );
+
+    let settings = dir.path().join("no-mean.json");
+    fs::write(
+        &settings,
+        r#"{"series":{"separate_mean":false},"rate":{"lossy_residual":false}}"#,
+    )
+    .unwrap();
+    let alone = dir.path().join("alone.minr");
+    let s = settings.to_str().unwrap();
+    let r = compress(&input, &alone, &["--bpv", "2", "--settings", s]);
+    assert!(r["mean_bytes"].is_null());
+    let decoded_alone = dir.path().join("alone.nii");
+    decompress(&alone, &decoded_alone, &[]).ok();
+    let psnr_alone = compare(&input, &decoded_alone)["psnr_db"].as_f64().unwrap();
+    assert!(
+        psnr > psnr_alone,
+        "mean apart {psnr:.2} dB, field alone {psnr_alone:.2} dB"
+    );
+
+    // A slice is the plane of the full decode; a finer grid (the mean interpolated between
+    // voxels) meets the original grid's voxels where their centres coincide.
+    let plane = dir.path().join("plane.nii");
+    slice(
+        &minr,
+        &plane,
+        &["--axis", "z", "--index", "1", "--frame", "5"],
+    )
+    .ok();
+    let full = read_nifti(&decoded).unwrap().data.to_f32();
+    let got = read_nifti(&plane).unwrap().data.to_f32();
+    let [nx, ny, nz, _] = [17, 21, 3, 20];
+    let start = nx * ny * (1 + nz * 5);
+    assert_eq!(got, full[start..start + nx * ny]);
+    let fine = dir.path().join("fine.nii");
+    decompress(&minr, &fine, &["--shape", "33,41,5"]).ok();
+    let fine = read_nifti(&fine).unwrap();
+    let v = fine.data.to_f32();
+    // Voxel (32, 40, 4) of the finer grid sits on voxel (16, 20, 2) of the original.
+    let corner = |t: usize| v[32 + 33 * (40 + 41 * (4 + 5 * t))];
+    let own = |t: usize| full[16 + nx * (20 + ny * (2 + nz * t))];
+    for t in [0, 7, 19] {
+        assert_eq!(corner(t), own(t), "frame {t}");
+    }
 }
 
 /// File size for a target of `bytes`: at most that, and within 3 % below it.

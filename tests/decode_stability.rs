@@ -74,3 +74,22 @@ fn version_1_files_decode_to_the_same_voxels() {
         );
     }
 }
+
+/// Format 3.0 (the temporal mean in `MEAN`): `fmri_small_mean.minr`, written by the commit
+/// that introduced the format (`medinr compress data/fmri_small_4d_f64.nii --bpv 2 --effort
+/// 0.1 --settings S`, S = `{"rate":{"lossy_residual":false}}`; `tests/format_reference.rs`
+/// checks it against the reference decoder); the resampled grid interpolates the mean.
+#[test]
+fn version_3_files_decode_to_the_same_voxels() {
+    let minr = "fmri_small_mean.minr";
+    assert_eq!(
+        decoded_digest(minr, &[]),
+        0x8f18_75df_c411_2aa5,
+        "{minr} on its own grid"
+    );
+    assert_eq!(
+        decoded_digest(minr, &["--shape", "20,17,9"]),
+        0xd802_fa0a_e8bc_506a,
+        "{minr} resampled"
+    );
+}

@@ -135,7 +135,7 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
     r.pos = 8;
     let major = r.u16("major")?;
     let _minor = r.u16("minor")?;
-    if !(1..=2).contains(&major) {
+    if !(1..=3).contains(&major) {
         return Err(format!("format {major}.x"));
     }
     let mut sections: Sections<'_> = Vec::new();
@@ -169,11 +169,14 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
             return Ok(sections);
         }
         if tag[0].is_ascii_uppercase() {
-            if ![*b"HEAD", *b"NIFT", *b"TENS", *b"RESI"].contains(&tag) {
+            if ![*b"HEAD", *b"NIFT", *b"TENS", *b"RESI", *b"MEAN"].contains(&tag) {
                 return Err("unknown critical section".into());
             }
             if &tag == b"RESI" && major == 1 {
                 return Err("RESI in a format 1.x file".into());
+            }
+            if &tag == b"MEAN" && major < 3 {
+                return Err("MEAN in a format 1.x or 2.x file".into());
             }
             if sections.iter().any(|(t, _)| *t == tag) {
                 return Err("duplicate critical section".into());
@@ -441,6 +444,63 @@ const PRIMES: [u32; 4] = [1, 2_654_435_761, 805_459_861, 3_674_653_429];
 struct Field {
     head: Head,
     tensors: Vec<Vec<f32>>,
+    /// Chapter "Temporal mean (MEAN)": offset, scale and the mean image.
+    mean: Option<(f64, f64, Vec<f32>)>,
+}
+
+/// Parses and decodes a MEAN payload for a scan of `shape` (chapter "Temporal mean").
+fn parse_mean(p: &[u8], shape: [usize; 4]) -> Result<(f64, f64, Vec<f32>), String> {
+    let mut r = Reader::new(p);
+    let offset = r.f64("offset")?;
+    let scale = r.f64("scale")?;
+    if !(offset.is_finite() && scale.is_finite() && scale > 0.0) {
+        return Err("MEAN offset/scale".into());
+    }
+    if shape[3] < 2 {
+        return Err("MEAN in a scan of one frame".into());
+    }
+    let stream = residual::Stream::parse(&p[16..])?;
+    if stream.shape != [shape[0], shape[1], shape[2], 1] || stream.has_field {
+        return Err("MEAN image shape or prediction".into());
+    }
+    let mut image = Vec::with_capacity(shape[0] * shape[1] * shape[2]);
+    for c in 0..stream.chunk_count() {
+        // Chunks of a one-frame stream follow each other along z.
+        image.extend(stream.decode_chunk(c, None)?.values);
+    }
+    Ok((offset, scale, image))
+}
+
+/// The mean image at field coordinates `u` (trilinear, chapter "Temporal mean").
+fn mean_at(image: &[f32], n: [usize; 3], u: &[f32]) -> f64 {
+    let mut lo = [0usize; 3];
+    let mut w = [0f64; 3];
+    for a in 0..3 {
+        if n[a] <= 1 {
+            continue;
+        }
+        let mut p = f64::from(u[a]).clamp(0.0, 1.0) * (n[a] - 1) as f64;
+        if (p - p.round()).abs() <= (n[a] - 1) as f64 * 2f64.powi(-23) {
+            p = p.round();
+        }
+        lo[a] = (p.floor() as usize).min(n[a] - 2);
+        w[a] = p - lo[a] as f64;
+    }
+    let mut sum = 0.0;
+    for c in 0..8usize {
+        let mut weight = 1.0;
+        let mut at = [0usize; 3];
+        for a in 0..3 {
+            let upper = (c >> a) & 1 == 1;
+            let wa = if upper { w[a] } else { 1.0 - w[a] };
+            weight *= wa;
+            at[a] = lo[a] + usize::from(upper);
+        }
+        if weight != 0.0 {
+            sum += weight * f64::from(image[at[0] + n[0] * (at[1] + n[1] * at[2])]);
+        }
+    }
+    sum
 }
 
 /// `u = i / (n − 1)` in f32, 0 for a single voxel.
@@ -549,7 +609,15 @@ impl Field {
             return Err("NIfTI header inconsistent with HEAD".into());
         }
         let tensors = parse_tens(require(&sections, b"TENS")?, &head)?;
-        Ok(Field { head, tensors })
+        let mean = match sections.iter().find(|(t, _)| t == b"MEAN") {
+            Some((_, p)) => Some(parse_mean(p, head.shape.map(|n| n as usize))?),
+            None => None,
+        };
+        Ok(Field {
+            head,
+            tensors,
+            mean,
+        })
     }
 
     /// The encoded vector `z` at `u`.
@@ -591,8 +659,8 @@ impl Field {
                         if self.head.dims == 4 {
                             u.push(coordinate(t, shape[3]));
                         }
-                        let v = self.mlp(self.encode(&u));
-                        out.push(self.stored(v));
+                        let y = self.mlp(self.encode(&u));
+                        out.push(self.stored(y, &u));
                     }
                 }
             }
@@ -600,9 +668,16 @@ impl Field {
         out
     }
 
-    fn stored(&self, y: f32) -> f32 {
+    /// The stored value of field output `y` at field coordinates `u`.
+    fn stored(&self, y: f32, u: &[f32]) -> f32 {
         let h = &self.head;
-        let v = h.value_min + f64::from(y) * (h.value_max - h.value_min);
+        let v = match &self.mean {
+            Some((offset, scale, image)) => {
+                let n = [0, 1, 2].map(|a| h.shape[a] as usize);
+                mean_at(image, n, u) + (offset + f64::from(y) * scale)
+            }
+            None => h.value_min + f64::from(y) * (h.value_max - h.value_min),
+        };
         let range = match h.datatype {
             2 => Some((0.0, 255.0)),
             256 => Some((-128.0, 127.0)),
@@ -741,6 +816,52 @@ fn reference_decoder_matches_medinr_on_a_4d_nifti2() {
     let bytes = encode_file(Path::new("data/nifti2_small_4d.nii.gz"), 2.0);
     let field = check_against_medinr("nifti2_small_4d", &bytes, [23, 27, 9, 3]);
     assert_eq!(field.head.dims, 4);
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn reference_decoder_matches_medinr_on_a_series_with_its_mean_apart() {
+    // 17×21×3×20 i16 fMRI: the temporal mean in MEAN (format 3.0), the field on the dynamic
+    // part; the other grid resamples the mean too (the trilinear rule).
+    let bytes = encode_file(Path::new("data/fmri_small_4d_f64.nii"), 2.0);
+    let sections = parse_container(&bytes).unwrap();
+    assert!(
+        sections.iter().any(|(t, _)| t == b"MEAN"),
+        "no MEAN section"
+    );
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 3);
+    let field = check_against_medinr("fmri_small_4d_f64", &bytes, [13, 25, 5, 7]);
+    assert!(field.mean.is_some());
+    // A bound of 3 on top: the residual layer predicts from the field plus the mean.
+    use medinr::residual::{encode_with, Kind, Mode, Options};
+    let volume = read_nifti(Path::new("data/fmri_small_4d_f64.nii")).unwrap();
+    let decoder = Decoder::from_bytes(&bytes).unwrap();
+    let prediction = decoder.decode(None).unwrap().data.to_f32();
+    let mut file = medinr::format::MinrFile::parse(&bytes).unwrap();
+    let data = volume.data.to_f32();
+    let kind = Kind::Integer {
+        min: -32768,
+        max: 32767,
+    };
+    let mode = Mode::Bound { max_error: 3.0 };
+    let stream = encode_with(
+        &data,
+        Some(&prediction),
+        volume.shape(),
+        mode,
+        kind,
+        &Options::default(),
+    );
+    file.residual = Some(stream.unwrap());
+    let bytes = file.to_bytes().unwrap();
+    let ours = reference_decode(&bytes).unwrap();
+    let theirs = Decoder::from_bytes(&bytes).unwrap().decode(None).unwrap();
+    let a = compare(&ours.values, &theirs.data.to_f32());
+    assert_eq!(a.identical, ours.values.len(), "{:?}", a.first_difference);
+    assert!(
+        ours.stream.is_some_and(|s| s.2),
+        "the residual does not use the field"
+    );
 }
 
 #[cfg(feature = "train")]
@@ -930,6 +1051,9 @@ fn reference_decoder_matches_medinr_on_committed_files() {
         ("mri_small_bigendian_i16", [47, 29, 31, 1]),
         ("fmri_small_4d_f64", [13, 25, 5, 7]),
         ("nifti2_small_4d", [23, 27, 9, 3]),
+        // Format 3.0: the temporal mean apart (`medinr compress data/fmri_small_4d_f64.nii
+        // --bpv 2 --effort 0.1 --settings S`, S = `{"rate":{"lossy_residual":false}}`).
+        ("fmri_small_mean", [13, 25, 5, 7]),
     ] {
         let bytes = std::fs::read(format!("tests/fixtures/{name}.minr")).unwrap();
         check_against_medinr(name, &bytes, other);

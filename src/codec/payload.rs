@@ -21,6 +21,9 @@ pub const META: [u8; 4] = *b"meta";
 /// guaranteed error bound or is lossless. Critical: a reader that ignored it would return
 /// the field's prediction where the file promises the original.
 pub const RESI: [u8; 4] = *b"RESI";
+/// The temporal mean of a series held apart from the field (format 3.0,
+/// `decoder::mean`). Critical: without it the field's output is only the dynamic part.
+pub const MEAN: [u8; 4] = *b"MEAN";
 
 /// Largest original NIfTI header (with extensions) a file may carry.
 const MAX_NIFTI_HEADER: usize = 1 << 24;
@@ -58,6 +61,9 @@ pub struct MinrFile {
     pub meta: Option<String>,
     /// The residual stream (`crate::residual`), if the file carries one (format 2.0).
     pub residual: Option<Vec<u8>>,
+    /// The `MEAN` section's bytes (`crate::decoder::mean`), if the series' temporal mean is
+    /// held apart from the field (format 3.0).
+    pub mean: Option<Vec<u8>>,
 }
 
 impl Head {
@@ -160,14 +166,20 @@ impl Head {
 impl MinrFile {
     /// Serialises the file.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        use crate::codec::container::{VERSION_1, VERSION_2};
         let mut c = Container::new();
-        if self.residual.is_none() {
-            // Nothing here needs format 2: older readers keep reading the file.
-            c.version = crate::codec::container::VERSION_1;
-        }
+        // The oldest version that holds what the file has, so older readers keep reading it.
+        c.version = match (&self.mean, &self.residual) {
+            (Some(_), _) => c.version,
+            (None, Some(_)) => VERSION_2,
+            (None, None) => VERSION_1,
+        };
         c.push(HEAD, self.head.write())?;
         c.push(NIFT, zlib(&self.nifti_header))?;
         c.push(TENS, write_tensors(&self.tensors))?;
+        if let Some(mean) = &self.mean {
+            c.push(MEAN, mean.clone())?;
+        }
         if let Some(residual) = &self.residual {
             c.push(RESI, residual.clone())?;
         }
@@ -236,25 +248,43 @@ impl MinrFile {
                 ),
             });
         }
+        let mean = c.section(MEAN).map(<[u8]>::to_vec);
+        if mean.is_some() && c.version.0 < 3 {
+            return Err(FormatError::Invalid {
+                what: "section MEAN",
+                context: "file".into(),
+                detail: format!(
+                    "a temporal mean needs format 3.0, the file says {}.{}",
+                    c.version.0, c.version.1
+                ),
+            });
+        }
         Ok(MinrFile {
             head,
             nifti_header,
             tensors,
             meta,
             residual,
+            mean,
         })
     }
 }
 
-/// Bytes every section but TENS takes in the finished file (for rate control).
+/// Bytes every section but TENS (and RESI) takes in the finished file (for rate control).
 #[cfg_attr(not(feature = "train"), allow(dead_code))] // used by the encoder only
-pub fn overhead(head: &Head, nifti_header: &[u8], meta: Option<&str>) -> usize {
+pub fn overhead(
+    head: &Head,
+    nifti_header: &[u8],
+    meta: Option<&str>,
+    mean: Option<&[u8]>,
+) -> usize {
     let probe = MinrFile {
         head: head.clone(),
         nifti_header: nifti_header.to_vec(),
         tensors: Vec::new(),
         meta: meta.map(str::to_string),
         residual: None,
+        mean: mean.map(<[u8]>::to_vec),
     };
     // An empty TENS payload is one byte (count 0); the real one is sized separately.
     probe.to_bytes().map(|b| b.len() - 1).unwrap_or(0)
@@ -373,6 +403,7 @@ mod tests {
             tensors,
             meta: Some("{\"x\":1}".into()),
             residual: None,
+            mean: None,
         }
     }
 
@@ -384,12 +415,33 @@ mod tests {
     }
 
     #[test]
+    fn each_file_is_written_with_the_oldest_version_that_holds_it() {
+        let version = |f: &MinrFile| {
+            let b = f.to_bytes().unwrap();
+            (u16::from_le_bytes([b[8], b[9]]), b)
+        };
+        let mut f = sample();
+        assert_eq!(version(&f).0, 1);
+        f.residual = Some(vec![1, 2, 3]);
+        assert_eq!(version(&f).0, 2);
+        f.mean = Some(vec![4, 5, 6]);
+        let (major, bytes) = version(&f);
+        assert_eq!(major, 3);
+        assert_eq!(MinrFile::parse(&bytes).unwrap(), f);
+        // A MEAN section in a file that says 2.0 (its CRCs intact) is refused.
+        let mut older = bytes.clone();
+        older[8] = 2;
+        let e = MinrFile::parse(&older).unwrap_err().to_string();
+        assert!(e.contains("MEAN") && e.contains("3.0"), "{e}");
+    }
+
+    #[test]
     fn overhead_plus_tensors_is_the_file_size() {
         let f = sample();
         let bytes = f.to_bytes().unwrap();
         let tens = write_tensors(&f.tensors).len();
         assert_eq!(
-            overhead(&f.head, &f.nifti_header, f.meta.as_deref()) + tens,
+            overhead(&f.head, &f.nifti_header, f.meta.as_deref(), None) + tens,
             bytes.len()
         );
     }

@@ -5,6 +5,7 @@
 //! slices; `mlp` holds the MLP kernels. Nothing here depends on the training stack.
 
 pub mod evaluator;
+pub mod mean;
 pub mod mlp;
 pub mod resample;
 
@@ -12,6 +13,7 @@ use std::path::Path;
 
 pub use crate::model::FieldConfig;
 pub use evaluator::Evaluator;
+pub use mean::{MeanError, TemporalMean};
 pub use resample::Plane;
 
 use crate::codec::container::FormatError;
@@ -96,6 +98,9 @@ pub enum DecodeError {
     /// The residual layer is damaged or does not match the scan.
     #[error("the residual layer (section RESI) cannot be decoded: {0}")]
     Residual(#[from] ResidualError),
+    /// The temporal mean (section MEAN) is damaged or does not match the scan.
+    #[error("the temporal mean (section MEAN) cannot be decoded: {0}")]
+    Mean(#[from] MeanError),
     /// The grid to produce is over the decode's memory budget ([`MAX_OUTPUT_VOXELS`]).
     #[error("a {}×{}×{}×{} grid is {voxels} voxels ({} GiB as f32), more than the decoder's budget of {MAX_OUTPUT_VOXELS} voxels", shape[0], shape[1], shape[2], shape[3], (*voxels as f64 * 4.0 / (1u64 << 30) as f64).round())]
     TooLarge {
@@ -111,6 +116,8 @@ pub struct Decoder {
     file: MinrFile,
     header: Header,
     evaluator: Evaluator,
+    /// The series' temporal mean, when the field holds the dynamic part alone.
+    mean: Option<TemporalMean>,
     bytes: usize,
 }
 
@@ -155,10 +162,15 @@ impl Decoder {
                 )));
             }
         }
+        let mean = match &file.mean {
+            Some(section) => Some(TemporalMean::parse(section, field_shape)?),
+            None => None,
+        };
         Ok(Decoder {
             file,
             header,
             evaluator,
+            mean,
             bytes,
         })
     }
@@ -171,6 +183,11 @@ impl Decoder {
     /// The original NIfTI header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The series' temporal mean, when the file holds it apart from the field.
+    pub fn temporal_mean(&self) -> Option<&TemporalMean> {
+        self.mean.as_ref()
     }
 
     /// Size of the file in bytes.
@@ -224,14 +241,29 @@ impl Decoder {
         }
         let (values, out_shape) = self.evaluator.grid(shape, region)?;
         let datatype = Some(self.header.datatype());
-        let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
-        Ok((
-            values
-                .into_iter()
-                .map(|y| to_stored(y, lo, hi, datatype))
-                .collect(),
-            out_shape,
-        ))
+        let Some(mean) = &self.mean else {
+            let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
+            return Ok((
+                values
+                    .into_iter()
+                    .map(|y| to_stored(y, lo, hi, datatype))
+                    .collect(),
+                out_shape,
+            ));
+        };
+        // The mean of every voxel of one frame of the region, then added frame by frame.
+        let (ranges, _) = evaluator::region_ranges(shape, region);
+        let frame_mean = mean.on_grid(shape, &ranges);
+        let values = values
+            .chunks(frame_mean.len().max(1))
+            .flat_map(|frame| {
+                frame
+                    .iter()
+                    .zip(&frame_mean)
+                    .map(|(&y, &m)| stored_value(m + mean.dynamic(y), datatype))
+            })
+            .collect();
+        Ok((values, out_shape))
     }
 }
 
@@ -259,21 +291,48 @@ impl Decoder {
                     frame: t,
                 };
                 let (values, _) = self.evaluator.grid(shape, slice)?;
-                out.extend(values.into_iter().map(|y| self.stored(y)));
+                let plane = shape[0] * shape[1];
+                out.extend(
+                    values
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, y)| self.stored(y, || z * plane + i)),
+                );
             }
         }
         Ok(out)
     }
 
-    /// Stored values of the field at field coordinates (`n × dims`), the field alone.
+    /// Stored values of the field at field coordinates (`n × dims`), the field alone (with
+    /// the temporal mean interpolated there, when the file has one).
     fn evaluate_stored(&self, coords: &[f32]) -> Result<Vec<f32>, DecodeError> {
         let values = self.evaluator.evaluate(coords)?;
-        Ok(values.into_iter().map(|y| self.stored(y)).collect())
+        let dims = self.file.head.field.dims;
+        let datatype = Some(self.header.datatype());
+        Ok(values
+            .into_iter()
+            .enumerate()
+            .map(|(i, y)| match &self.mean {
+                Some(mean) => {
+                    let u = [coords[i * dims], coords[i * dims + 1], coords[i * dims + 2]];
+                    stored_value(mean.at(u) + mean.dynamic(y), datatype)
+                }
+                None => self.stored(y, || 0),
+            })
+            .collect())
     }
 
-    fn stored(&self, y: f32) -> f32 {
-        let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
-        to_stored(y, lo, hi, Some(self.header.datatype()))
+    /// The stored value for field output `y` at a voxel of the own grid (`index` in its
+    /// frame, asked for only when the file has a temporal mean).
+    fn stored(&self, y: f32, index: impl FnOnce() -> usize) -> f32 {
+        let datatype = Some(self.header.datatype());
+        match &self.mean {
+            Some(mean) => stored_value(mean.at_index(index()) + mean.dynamic(y), datatype),
+            None => {
+                let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
+                to_stored(y, lo, hi, datatype)
+            }
+        }
     }
 
     /// A region on the original grid through the residual layer: only the chunks the region
@@ -410,7 +469,12 @@ fn check_request(shape: [usize; 4], region: Region) -> Result<(), DecodeError> {
 /// Maps a field output to a stored voxel value: de-normalise, then for integer types round to
 /// nearest (ties away from zero) and clamp to the type's range.
 pub fn to_stored(y: f32, value_min: f64, value_max: f64, datatype: Option<DataType>) -> f32 {
-    let v = value_min + y as f64 * (value_max - value_min);
+    stored_value(value_min + y as f64 * (value_max - value_min), datatype)
+}
+
+/// A de-normalised value in the stored type: integer types round to nearest (ties away from
+/// zero) and clamp to the type's range; float types take the f32 nearest.
+pub fn stored_value(v: f64, datatype: Option<DataType>) -> f32 {
     match datatype {
         Some(dt) if dt.is_integer() => {
             let (lo, hi) = dt.range();

@@ -8,6 +8,7 @@
 
 mod check;
 mod hybrid;
+mod mean;
 mod probe;
 mod rate;
 mod steps;
@@ -145,6 +146,8 @@ pub struct EncodeReport {
     /// For a lossy size target where the field plus a residual was tried: the PSNR (stored
     /// units) of the field-alone file it was weighed against, so one run shows both.
     pub field_alone_psnr_db: Option<f64>,
+    /// Bytes of the temporal mean held apart from the field (section MEAN), for series.
+    pub mean_bytes: Option<usize>,
 }
 
 /// Why a scan could not be compressed.
@@ -278,7 +281,6 @@ pub fn encode(
             max: value_max,
         });
     }
-    let targets = Targets::new(data, value_min, scale);
     let stored_bits = volume.header.datatype().bytes() * 8;
     let target_bytes = match options.target {
         RateTarget::BitsPerVoxel(bpv) if bpv > 0.0 && bpv.is_finite() => {
@@ -302,6 +304,22 @@ pub fn encode(
             max_bpv: stored_bits,
         });
     }
+    let datatype = volume.header.datatype();
+    // Lossy series: the temporal mean coded apart, the field fitted to the rest.
+    let separated = match options.bound {
+        None => mean::separate(
+            data,
+            shape,
+            datatype,
+            target_bytes,
+            &options.settings.series,
+        )?,
+        Some(_) => None,
+    };
+    let targets = match &separated {
+        Some(m) => Targets::dynamic(data, m.mean.values(), m.mean.offset, m.mean.scale as f32),
+        None => Targets::new(data, value_min, scale),
+    };
     let nifti_header = volume.header.to_bytes();
     let mut meta = serde_json::json!({
         "encoder": concat!("medinr ", env!("CARGO_PKG_VERSION")),
@@ -313,6 +331,9 @@ pub fn encode(
     // Only with a region of interest, so that every other file's `meta` is as before.
     if let Some(roi) = &options.roi {
         meta["roi_max_error"] = roi.max_error.into();
+    }
+    if let Some(m) = &separated {
+        meta["temporal_mean_max_error"] = m.max_error.into();
     }
     let meta = meta.to_string();
 
@@ -327,6 +348,7 @@ pub fn encode(
         datatype: volume.header.datatype().nifti_code(),
         nifti_header: &nifti_header,
         meta: &meta,
+        mean: separated.as_ref(),
         fit_seconds: 0.0,
         steps: 0,
         planned_steps: 0,
@@ -390,6 +412,7 @@ pub fn encode(
         residual_uses_field,
         lossy_residual,
         field_alone_psnr_db,
+        mean_bytes: file.mean.as_ref().map(Vec::len),
     };
     Ok((file, report))
 }
@@ -465,6 +488,8 @@ struct Fit<'a> {
     datatype: i16,
     nifti_header: &'a [u8],
     meta: &'a str,
+    /// The series' temporal mean, when the field is fitted to the dynamic part alone.
+    mean: Option<&'a mean::SeparatedMean>,
     fit_seconds: f64,
     steps: usize,
     /// Optimiser steps the job is now expected to take in all (for [`Progress::total`]).
@@ -599,6 +624,37 @@ impl Fit<'_> {
                 .collect(),
             meta: Some(self.meta.to_string()),
             residual: None,
+            mean: self.mean_section().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// The `MEAN` section every file of this run carries, if any.
+    fn mean_section(&self) -> Option<&[u8]> {
+        self.mean.map(|m| m.section.as_slice())
+    }
+
+    /// Bytes every section but TENS and RESI takes (for rate control).
+    fn fixed_bytes(&self, config: &FieldConfig) -> usize {
+        crate::codec::payload::overhead(
+            &self.head(config),
+            self.nifti_header,
+            Some(self.meta),
+            self.mean_section(),
+        )
+    }
+
+    /// The stored value of field output `y` at voxel `index` of the scan, as the decoder
+    /// makes it (with the temporal mean, when the field holds the dynamic part alone).
+    fn stored_at(&self, y: f32, index: usize, datatype: Option<crate::volume::DataType>) -> f32 {
+        match self.mean {
+            Some(m) => {
+                let frame = self.shape[0] * self.shape[1] * self.shape[2];
+                crate::decoder::stored_value(
+                    m.mean.at_index(index % frame) + m.mean.dynamic(y),
+                    datatype,
+                )
+            }
+            None => crate::decoder::to_stored(y, self.value_min, self.value_max, datatype),
         }
     }
 
@@ -614,8 +670,7 @@ impl Fit<'_> {
             level_scales: vec![1.0; config.levels()],
             mlp_divisor: self.settings.rate.default_mlp_step_divisor,
         };
-        let fixed =
-            crate::codec::payload::overhead(&self.head(config), self.nifti_header, Some(self.meta));
+        let fixed = self.fixed_bytes(config);
         let minimum = minimum_size(&specs, &tensors, &plan, fixed);
         let iterations = self.settings.rate.size_search_iterations;
         match search_grid_step(

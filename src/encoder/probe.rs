@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use super::steps::level_scales;
 use super::{EncodeError, Fit};
 use crate::codec::quantize::{dequantize, quantize};
-use crate::decoder::{to_stored, Evaluator};
+use crate::decoder::Evaluator;
 use crate::metrics;
 use crate::model::coords::{axis_coordinates, push_voxel_coordinates};
 use crate::model::FieldConfig;
@@ -87,7 +87,8 @@ impl Fit<'_> {
         let datatype = DataType::from_nifti_code(self.datatype).ok();
         let test: Vec<f32> = predicted
             .iter()
-            .map(|&y| to_stored(y, self.value_min, self.value_max, datatype))
+            .zip(&probe.indices)
+            .map(|(&y, &i)| self.stored_at(y, i, datatype))
             .collect();
         let reference: Vec<f32> = probe.indices.iter().map(|&i| self.data.get(i)).collect();
         Ok(metrics::psnr(&reference, &test, self.stored_range()))

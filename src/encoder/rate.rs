@@ -6,7 +6,7 @@
 use super::probe::ProbeSet;
 use super::steps::{minimum_size, search_grid_step, steps_for, tensors_size, StepPlan};
 use super::{EncodeError, Fit, Phase, Progress, Silent};
-use crate::codec::payload::{overhead, MinrFile};
+use crate::codec::payload::MinrFile;
 use crate::model::{tensor_specs, FieldConfig};
 
 impl Fit<'_> {
@@ -18,12 +18,15 @@ impl Fit<'_> {
     ) -> Result<(MinrFile, f32, FieldConfig), EncodeError> {
         let settings = self.settings;
         let rate = &settings.rate;
-        let parameters = (target as f64 * 8.0 / rate.bits_per_parameter) as usize;
+        // The temporal mean's section comes out of the field's share.
+        let mean_bytes = self.mean_section().map_or(0, <[u8]>::len);
+        let parameters =
+            (target.saturating_sub(mean_bytes) as f64 * 8.0 / rate.bits_per_parameter) as usize;
         let field = self.fit(parameters, progress)?;
         progress.phase(Phase::Quantize, 0);
         let config = field.config().clone();
         let specs = tensor_specs(&config);
-        let fixed = overhead(&self.head(&config), self.nifti_header, Some(self.meta));
+        let fixed = self.fixed_bytes(&config);
         let search = |tensors: &[Vec<f32>], plan: &StepPlan| {
             search_grid_step(
                 &specs,

@@ -16,6 +16,9 @@ pub struct Targets<'a> {
     values: &'a Voxels,
     offset: f64,
     scale: f32,
+    /// A temporal mean subtracted first (one value per voxel of a frame), for a field that
+    /// holds the dynamic part of a series alone (`decoder::mean`).
+    mean: Option<&'a [f32]>,
 }
 
 impl<'a> Targets<'a> {
@@ -25,6 +28,18 @@ impl<'a> Targets<'a> {
             values,
             offset,
             scale,
+            mean: None,
+        }
+    }
+
+    /// `values` mapped by `(v − mean[voxel's place in its frame] − offset) / scale`: the
+    /// dynamic part of a series (`mean` holds one value per voxel of a frame).
+    pub fn dynamic(values: &'a Voxels, mean: &'a [f32], offset: f64, scale: f32) -> Targets<'a> {
+        Targets {
+            values,
+            offset,
+            scale,
+            mean: Some(mean),
         }
     }
 
@@ -41,7 +56,12 @@ impl<'a> Targets<'a> {
     /// The normalised value of voxel `i`.
     #[inline]
     pub fn get(&self, i: usize) -> f32 {
-        ((self.values.get(i) as f64 - self.offset) as f32) / self.scale
+        let v = self.values.get(i) as f64;
+        let v = match self.mean {
+            Some(mean) => v - mean[i % mean.len()] as f64,
+            None => v,
+        };
+        ((v - self.offset) as f32) / self.scale
     }
 }
 
