@@ -20,6 +20,8 @@ pub(super) struct SeparatedMean {
 
 /// Framing of a section in the container (tag, length, CRC).
 const SECTION_FRAMING: usize = crate::codec::container::SECTION_OVERHEAD;
+/// The section's fixed fields before the stream (offset, scale).
+const SECTION_FIELDS: usize = 16;
 
 /// The series' mean held apart, or `None` where the settings, the frame count or (for a
 /// size target of `target_bytes`) the mean's share of the file say not to.
@@ -60,9 +62,9 @@ pub(super) fn separate(
         return Ok(None);
     }
     let rms = (squares / (frame as f64 * frames)).sqrt();
-    let bound = settings.mean_error_fraction * rms;
     let spatial = [shape[0], shape[1], shape[2], 1];
-    let (values, mode, kind) = if datatype.is_integer() {
+    let integer = datatype.is_integer();
+    let (values, kind) = if integer {
         let (lo, hi) = datatype.range();
         let values: Vec<f32> = exact
             .iter()
@@ -73,27 +75,35 @@ pub(super) fn separate(
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
                 (a.min(v), b.max(v))
             });
-        let d = bound.floor();
-        let mode = if d >= 1.0 {
-            Mode::Bound { max_error: d }
-        } else {
-            Mode::Lossless
-        };
         let kind = Kind::Integer {
             min: min as i64,
             max: max as i64,
         };
-        (values, mode, kind)
+        (values, kind)
     } else {
-        let values: Vec<f32> = exact.iter().map(|&m| m as f32).collect();
-        let mode = if bound > 0.0 {
-            Mode::Bound { max_error: bound }
+        (exact.iter().map(|&m| m as f32).collect(), Kind::Float)
+    };
+    // The finest bound first; coarser (doubling) while the section is over its share of the
+    // target, up to `coarsest_mean_fraction` of the dynamic RMS, past which the field alone.
+    let budget = target_bytes.map(|t| settings.mean_max_share * t as f64);
+    let mut bound = settings.mean_error_fraction * rms;
+    let (stream, max_error) = loop {
+        let d = if integer { bound.floor() } else { bound };
+        let mode = if d > 0.0 {
+            Mode::Bound { max_error: d }
         } else {
             Mode::Lossless
         };
-        (values, mode, Kind::Float)
+        let stream = residual::encode(&values, None, spatial, mode, kind)?;
+        let bytes = stream.len() + SECTION_FIELDS + SECTION_FRAMING;
+        if budget.is_none_or(|b| bytes as f64 <= b) {
+            break (stream, d.max(0.0));
+        }
+        bound = if bound > 0.0 { 2.0 * bound } else { rms / 64.0 };
+        if !(bound > 0.0 && bound <= settings.coarsest_mean_fraction * rms) {
+            return Ok(None);
+        }
     };
-    let stream = residual::encode(&values, None, spatial, mode, kind)?;
     let decoded = residual::decode(&stream, None)?;
     let (mut lo, mut hi) = (0f64, 0f64);
     for t in 0..shape[3] {
@@ -108,15 +118,6 @@ pub(super) fn separate(
     let scale = lo.abs().max(hi.abs());
     let scale = if scale > 0.0 { scale } else { 1.0 };
     let section = write_section(0.0, scale, &stream);
-    if let Some(target) = target_bytes {
-        if (section.len() + SECTION_FRAMING) as f64 > settings.mean_max_share * target as f64 {
-            return Ok(None);
-        }
-    }
-    let max_error = match mode {
-        Mode::Bound { max_error } => max_error,
-        Mode::Lossless => 0.0,
-    };
     Ok(Some(SeparatedMean {
         section,
         mean: TemporalMean::new([shape[0], shape[1], shape[2]], decoded, 0.0, scale),
@@ -155,6 +156,39 @@ mod tests {
         assert_eq!((m.mean.offset, m.mean.scale), (0.0, 3.0));
         let parsed = TemporalMean::parse(&m.section, shape).unwrap();
         assert_eq!(parsed, m.mean);
+    }
+
+    #[test]
+    fn a_mean_over_its_share_is_coded_coarser() {
+        // 16×16×4 voxels of an irregular image (0 … 996), ±50 around it in 10 frames.
+        let shape = [16, 16, 4, 10];
+        let frame = 16 * 16 * 4;
+        let values: Vec<f32> = (0..frame * 10)
+            .map(|i| ((i % frame) * 7919 % 997) as f32 + [50.0, -50.0][(i / frame) % 2])
+            .collect();
+        let data = Voxels::from_f32(values, DataType::I16);
+        let settings = SeriesSettings::default();
+        let fine = separate(&data, shape, DataType::I16, None, &settings)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fine.max_error, 2.0); // ⌊0.05 × 50⌋
+                                         // A target whose share is 75 % of that section: a coarser bound, within the share.
+        let share = 0.75 * (fine.section.len() + 12) as f64;
+        let target = (share / settings.mean_max_share).floor() as usize;
+        let coarse = separate(&data, shape, DataType::I16, Some(target), &settings)
+            .unwrap()
+            .unwrap();
+        assert!(
+            coarse.max_error > 2.0 && coarse.max_error <= 50.0,
+            "{}",
+            coarse.max_error
+        );
+        assert!((coarse.section.len() + 12) as f64 <= share);
+        let decoded = TemporalMean::parse(&coarse.section, shape).unwrap();
+        for (i, &m) in decoded.values().iter().enumerate() {
+            let exact = ((i * 7919 % 997) as f64).round();
+            assert!((m as f64 - exact).abs() <= coarse.max_error);
+        }
     }
 
     #[test]

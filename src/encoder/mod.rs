@@ -316,6 +316,21 @@ pub fn encode(
         )?,
         Some(_) => None,
     };
+    // The foreground of a series with its mean apart (the metrics' automatic mask of the
+    // mean image), drawn more often when `series.foreground_share` > 0.
+    let foreground: Vec<u32> = match &separated {
+        Some(m) if options.settings.series.foreground_share > 0.0 => {
+            let [nx, ny, nz, _] = shape;
+            metrics::timeseries::auto_mask(m.mean.values(), [nx, ny, nz, 1])
+                .map(|mask| {
+                    (0..mask.len() as u32)
+                        .filter(|&i| mask[i as usize])
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
     let targets = match &separated {
         Some(m) => Targets::dynamic(data, m.mean.values(), m.mean.offset, m.mean.scale as f32),
         None => Targets::new(data, value_min, scale),
@@ -332,6 +347,8 @@ pub fn encode(
     if let Some(roi) = &options.roi {
         meta["roi_max_error"] = roi.max_error.into();
     }
+    // A file without the mean, should mean and field not fit the target together.
+    let meta_field_alone = meta.to_string();
     if let Some(m) = &separated {
         meta["temporal_mean_max_error"] = m.max_error.into();
     }
@@ -349,6 +366,7 @@ pub fn encode(
         nifti_header: &nifti_header,
         meta: &meta,
         mean: separated.as_ref(),
+        foreground: &foreground,
         fit_seconds: 0.0,
         steps: 0,
         planned_steps: 0,
@@ -368,7 +386,18 @@ pub fn encode(
             }
             other => other?,
         },
-        (Some(bytes), _) => ctx.fit_to_size(bytes, progress)?,
+        (Some(bytes), _) => match ctx.fit_to_size(bytes, progress) {
+            // The mean and the smallest field together are over a small target: the field
+            // alone, as for a scan without a mean.
+            Err(EncodeError::TargetTooSmall { .. }) if ctx.mean.is_some() => {
+                ctx.mean = None;
+                ctx.foreground = &[];
+                ctx.targets = Targets::new(data, value_min, scale);
+                ctx.meta = &meta_field_alone;
+                ctx.fit_to_size(bytes, progress)?
+            }
+            other => other?,
+        },
         (None, RateTarget::Psnr(p)) => ctx.fit_to_psnr(p, progress)?,
         _ => unreachable!("every target is either a size or a PSNR"),
     };
@@ -490,6 +519,8 @@ struct Fit<'a> {
     meta: &'a str,
     /// The series' temporal mean, when the field is fitted to the dynamic part alone.
     mean: Option<&'a mean::SeparatedMean>,
+    /// Voxels of a frame the fit draws `series.foreground_share` of its batches from.
+    foreground: &'a [u32],
     fit_seconds: f64,
     steps: usize,
     /// Optimiser steps the job is now expected to take in all (for [`Progress::total`]).
@@ -567,7 +598,8 @@ impl Fit<'_> {
             progress.total(needed);
         }
         let mut trainer = Trainer::new(&field, &self.settings.fit, &plan)?;
-        let mut sampler = Sampler::new(self.targets, self.shape, config.dims, self.options.seed);
+        let mut sampler = Sampler::new(self.targets, self.shape, config.dims, self.options.seed)
+            .with_foreground(self.foreground, self.settings.series.foreground_share);
         let t = Instant::now();
         trainer.run(&field, &mut sampler, &plan, None, progress)?;
         self.fit_seconds += t.elapsed().as_secs_f64();
@@ -591,7 +623,8 @@ impl Fit<'_> {
             self.shape,
             field.config().dims,
             self.options.seed ^ 1,
-        );
+        )
+        .with_foreground(self.foreground, self.settings.series.foreground_share);
         let start = Instant::now();
         trainer.run(field, &mut sampler, &plan, Some(&q), progress)?;
         self.fit_seconds += start.elapsed().as_secs_f64();
