@@ -33,8 +33,8 @@ pub struct EncoderSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SeriesSettings {
-    /// Hold the mean apart for lossy files of series (default true; bounded and lossless
-    /// files keep the field alone predicting, as before).
+    /// Hold the mean apart for files of series (default true): lossy, bounded and lossless,
+    /// where field and mean together predict the residual layer.
     pub separate_mean: bool,
     /// Only for series of at least this many frames (default 8): with fewer, one frame's worth
     /// of mean is too large a share of the file.

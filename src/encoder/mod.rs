@@ -305,17 +305,10 @@ pub fn encode(
         });
     }
     let datatype = volume.header.datatype();
-    // Lossy series: the temporal mean coded apart, the field fitted to the rest.
-    let separated = match options.bound {
-        None => mean::separate(
-            data,
-            shape,
-            datatype,
-            target_bytes,
-            &options.settings.series,
-        )?,
-        Some(_) => None,
-    };
+    // Series: the temporal mean coded apart, the field fitted to the rest (and, with a bound,
+    // field and mean together predicting the residual layer).
+    let series = &options.settings.series;
+    let separated = mean::separate(data, shape, datatype, target_bytes, series)?;
     // The foreground of a series with its mean apart (the metrics' automatic mask of the
     // mean image), drawn more often when `series.foreground_share` > 0.
     let foreground: Vec<u32> = match &separated {
