@@ -237,28 +237,8 @@ impl MinrFile {
         let meta = c
             .section(META)
             .map(|m| String::from_utf8_lossy(m).into_owned());
-        let residual = c.section(RESI).map(<[u8]>::to_vec);
-        if residual.is_some() && c.version.0 < 2 {
-            return Err(FormatError::Invalid {
-                what: "section RESI",
-                context: "file".into(),
-                detail: format!(
-                    "a residual layer needs format 2.0, the file says {}.{}",
-                    c.version.0, c.version.1
-                ),
-            });
-        }
-        let mean = c.section(MEAN).map(<[u8]>::to_vec);
-        if mean.is_some() && c.version.0 < 3 {
-            return Err(FormatError::Invalid {
-                what: "section MEAN",
-                context: "file".into(),
-                detail: format!(
-                    "a temporal mean needs format 3.0, the file says {}.{}",
-                    c.version.0, c.version.1
-                ),
-            });
-        }
+        let residual = section_of_version(&c, (RESI, "section RESI"), 2, "a residual layer")?;
+        let mean = section_of_version(&c, (MEAN, "section MEAN"), 3, "a temporal mean")?;
         Ok(MinrFile {
             head,
             nifti_header,
@@ -268,6 +248,30 @@ impl MinrFile {
             mean,
         })
     }
+}
+
+/// The payload of the section `tag` (with its name for messages), refused in a file whose
+/// major version is below `major` (the version that introduced `what`).
+fn section_of_version(
+    c: &Container,
+    (tag, name): ([u8; 4], &'static str),
+    major: u16,
+    what: &str,
+) -> Result<Option<Vec<u8>>, FormatError> {
+    let Some(payload) = c.section(tag) else {
+        return Ok(None);
+    };
+    if c.version.0 < major {
+        return Err(FormatError::Invalid {
+            what: name,
+            context: "file".into(),
+            detail: format!(
+                "{what} needs format {major}.0, the file says {}.{}",
+                c.version.0, c.version.1
+            ),
+        });
+    }
+    Ok(Some(payload.to_vec()))
 }
 
 /// Bytes every section but TENS (and RESI) takes in the finished file (for rate control).

@@ -18,6 +18,21 @@ pub(super) struct SeparatedMean {
     pub max_error: f64,
 }
 
+impl SeparatedMean {
+    /// The series' foreground, voxels of a frame (`x + nx·(y + ny·z)`): the automatic mask of
+    /// `docs/METRICS.md` applied to the mean image; empty when no voxel passes.
+    pub fn foreground(&self, shape: [usize; 4]) -> Vec<u32> {
+        let [nx, ny, nz, _] = shape;
+        crate::metrics::timeseries::auto_mask(self.mean.values(), [nx, ny, nz, 1])
+            .map(|mask| {
+                (0..mask.len() as u32)
+                    .filter(|&i| mask[i as usize])
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Framing of a section in the container (tag, length, CRC).
 const SECTION_FRAMING: usize = crate::codec::container::SECTION_OVERHEAD;
 /// The section's fixed fields before the stream (offset, scale).
@@ -156,6 +171,8 @@ mod tests {
         assert_eq!((m.mean.offset, m.mean.scale), (0.0, 3.0));
         let parsed = TemporalMean::parse(&m.section, shape).unwrap();
         assert_eq!(parsed, m.mean);
+        // Every voxel is above a tenth of the bright end: all foreground.
+        assert_eq!(m.foreground(shape), (0..24).collect::<Vec<u32>>());
     }
 
     #[test]

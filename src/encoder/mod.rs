@@ -309,19 +309,8 @@ pub fn encode(
     // field and mean together predicting the residual layer).
     let series = &options.settings.series;
     let separated = mean::separate(data, shape, datatype, target_bytes, series)?;
-    // The foreground of a series with its mean apart (the metrics' automatic mask of the
-    // mean image), drawn more often when `series.foreground_share` > 0.
-    let foreground: Vec<u32> = match &separated {
-        Some(m) if options.settings.series.foreground_share > 0.0 => {
-            let [nx, ny, nz, _] = shape;
-            metrics::timeseries::auto_mask(m.mean.values(), [nx, ny, nz, 1])
-                .map(|mask| {
-                    (0..mask.len() as u32)
-                        .filter(|&i| mask[i as usize])
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
+    let foreground = match &separated {
+        Some(m) if series.foreground_share > 0.0 => m.foreground(shape),
         _ => Vec::new(),
     };
     let targets = match &separated {
