@@ -459,6 +459,9 @@ fn parse_mean(p: &[u8], shape: [usize; 4]) -> Result<(f64, f64, Vec<f32>), Strin
     if shape[3] < 2 {
         return Err("MEAN in a scan of one frame".into());
     }
+    if shape[0] * shape[1] * shape[2] > 1 << 30 {
+        return Err("MEAN image over 2^30 voxels".into());
+    }
     let stream = residual::Stream::parse(&p[16..])?;
     if stream.shape != [shape[0], shape[1], shape[2], 1] || stream.has_field {
         return Err("MEAN image shape or prediction".into());

@@ -65,6 +65,13 @@ impl TemporalMean {
                 "a temporal mean needs a series of at least 2 frames".into(),
             ));
         }
+        let voxels = shape[0] as u128 * shape[1] as u128 * shape[2] as u128;
+        if voxels > super::MAX_OUTPUT_VOXELS as u128 {
+            return Err(MeanError::Invalid(format!(
+                "its image of {voxels} voxels is over the decoder's budget of {} voxels",
+                super::MAX_OUTPUT_VOXELS
+            )));
+        }
         let stream = residual::Reader::open(r.rest())?;
         let spatial = [shape[0], shape[1], shape[2], 1];
         if stream.header().shape != spatial {
@@ -268,6 +275,8 @@ mod tests {
         assert!(TemporalMean::parse(&good[..10], [2, 3, 4, 10]).is_err());
         assert!(TemporalMean::parse(&good, [2, 3, 5, 10]).is_err());
         assert!(TemporalMean::parse(&good, [2, 3, 4, 1]).is_err());
+        let huge = TemporalMean::parse(&good, [1 << 11, 1 << 10, 1 << 10, 2]).unwrap_err();
+        assert!(huge.to_string().contains("budget"), "{huge}");
         let mut reversed = good.clone();
         reversed[..16].copy_from_slice(&write_section(5.0, 0.0, &[])[..16]);
         assert!(TemporalMean::parse(&reversed, [2, 3, 4, 10]).is_err());
