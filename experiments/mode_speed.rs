@@ -1,5 +1,6 @@
 //! Encode and decode times of the fidelity modes side by side, from one run: the lossy field
-//! at a size target, a worst-case error bound, and lossless, on each scan.
+//! alone at a size target, the encoder's default there (which may add a residual layer), a
+//! worst-case error bound, and lossless, on each scan.
 //!
 //! ```text
 //! cargo run --release --bin mode_speed -- [--effort 0.2] [--bpv 1] [--max-error 5]
@@ -65,7 +66,11 @@ fn modes(a: &Args) -> Vec<(String, EncodeOptions)> {
         ..Default::default()
     };
     let field_share = RateTarget::BitsPerVoxel(base.settings.rate.bounded_field_bpv);
+    let mut field_alone = base.clone();
+    field_alone.target = RateTarget::BitsPerVoxel(a.bpv);
+    field_alone.settings.rate.lossy_residual = false;
     vec![
+        (format!("lossy --bpv {}, field alone", a.bpv), field_alone),
         (
             format!("lossy --bpv {}", a.bpv),
             EncodeOptions {
@@ -127,11 +132,17 @@ fn run(a: &Args) -> Result<()> {
             let q = metrics::compare(&original, &decoded.data.to_f32(), shape)?;
             if let Some(Bound::MaxError(d)) = options.bound {
                 if q.max_abs_error > d {
-                    bail!("{name} {label}: max error {} over the bound", q.max_abs_error);
+                    bail!(
+                        "{name} {label}: max error {} over the bound",
+                        q.max_abs_error
+                    );
                 }
             }
             if options.bound == Some(Bound::Lossless) && q.max_abs_error != 0.0 {
-                bail!("{name} {label}: not lossless (max error {})", q.max_abs_error);
+                bail!(
+                    "{name} {label}: not lossless (max error {})",
+                    q.max_abs_error
+                );
             }
             let psnr = if q.psnr_db.is_finite() {
                 format!("{:.2}", q.psnr_db)
