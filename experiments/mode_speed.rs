@@ -14,11 +14,14 @@
 //! row of one run shares the machine's state, so the ratios between rows are what to read;
 //! absolute times move with the machine's load. Prints a Markdown table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+#[path = "default_scans.rs"]
+mod default_scans;
 use medinr::decoder::{Decoder, Region};
 use medinr::encoder::{encode, Bound, EncodeOptions, RateTarget, Silent};
 use medinr::metrics;
@@ -50,11 +53,7 @@ fn parse_args() -> Result<Args> {
         }
     }
     if a.scans.is_empty() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        a.scans = vec![
-            root.join("data/mri_t1_colin27_1mm.nii.gz"),
-            root.join("data/ct_chest_lung2.nii.gz"),
-        ];
+        a.scans = default_scans::default_scans(false);
     }
     Ok(a)
 }

@@ -18,6 +18,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+#[path = "default_scans.rs"]
+mod default_scans;
 use medinr::decoder::Decoder;
 use medinr::residual::{self, Kind, Mode, Options};
 use medinr::volume::read_nifti;
@@ -57,15 +60,7 @@ fn parse_args() -> Result<Args> {
         }
     }
     if a.scans.is_empty() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        a.scans = vec![
-            root.join("data/mri_t1_colin27_1mm.nii.gz"),
-            root.join("data/ct_chest_lung2.nii.gz"),
-        ];
-        let fmri = root.join("../shared/data/fmri_rest_4d_rapidtide.nii.gz");
-        if fmri.exists() {
-            a.scans.push(fmri);
-        }
+        a.scans = default_scans::default_scans(true);
     }
     Ok(a)
 }
