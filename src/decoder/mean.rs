@@ -8,9 +8,11 @@
 //! writes offset 0, so a field that outputs 0 decodes to the temporal mean itself — the
 //! trivial baseline is where the fit starts. Layout and arithmetic: `docs/FORMAT.md`, "MEAN".
 
+use super::stored_value;
 use crate::codec::bytes::{ByteReader, ByteWriter};
 use crate::model::coords::axis_coordinate;
 use crate::residual::{self, ResidualError};
+use crate::volume::DataType;
 
 /// Why a `MEAN` section was refused.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,13 @@ impl TemporalMean {
     #[inline]
     pub fn dynamic(&self, y: f32) -> f64 {
         self.offset + y as f64 * self.scale
+    }
+
+    /// The stored value for field output `y` where the mean is `mean` (`at_index` on the own
+    /// grid, `at` elsewhere): `mean + dynamic(y)`, rounded and clamped as without a mean.
+    #[inline]
+    pub fn stored(&self, mean: f64, y: f32, datatype: Option<DataType>) -> f32 {
+        stored_value(mean + self.dynamic(y), datatype)
     }
 
     /// The mean at field coordinates `u` (each in [0, 1]): trilinear between the voxel

@@ -185,11 +185,6 @@ impl Decoder {
         &self.header
     }
 
-    /// The series' temporal mean, when the file holds it apart from the field.
-    pub fn temporal_mean(&self) -> Option<&TemporalMean> {
-        self.mean.as_ref()
-    }
-
     /// Size of the file in bytes.
     pub fn file_bytes(&self) -> usize {
         self.bytes
@@ -260,7 +255,7 @@ impl Decoder {
                 frame
                     .iter()
                     .zip(&frame_mean)
-                    .map(|(&y, &m)| stored_value(m + mean.dynamic(y), datatype))
+                    .map(|(&y, &m)| mean.stored(m, y, datatype))
             })
             .collect();
         Ok((values, out_shape))
@@ -315,7 +310,7 @@ impl Decoder {
             .map(|(i, y)| match &self.mean {
                 Some(mean) => {
                     let u = [coords[i * dims], coords[i * dims + 1], coords[i * dims + 2]];
-                    stored_value(mean.at(u) + mean.dynamic(y), datatype)
+                    mean.stored(mean.at(u), y, datatype)
                 }
                 None => self.stored(y, || 0),
             })
@@ -327,7 +322,7 @@ impl Decoder {
     fn stored(&self, y: f32, index: impl FnOnce() -> usize) -> f32 {
         let datatype = Some(self.header.datatype());
         match &self.mean {
-            Some(mean) => stored_value(mean.at_index(index()) + mean.dynamic(y), datatype),
+            Some(mean) => mean.stored(mean.at_index(index()), y, datatype),
             None => {
                 let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
                 to_stored(y, lo, hi, datatype)

@@ -313,9 +313,10 @@ pub fn encode(
         Some(m) if series.foreground_share > 0.0 => m.foreground(shape),
         _ => Vec::new(),
     };
+    let whole = Targets::new(data, value_min, scale);
     let targets = match &separated {
         Some(m) => Targets::dynamic(data, m.mean.values(), m.mean.offset, m.mean.scale as f32),
-        None => Targets::new(data, value_min, scale),
+        None => whole,
     };
     let nifti_header = volume.header.to_bytes();
     let mut meta = serde_json::json!({
@@ -374,7 +375,7 @@ pub fn encode(
             Err(EncodeError::TargetTooSmall { .. }) if ctx.mean.is_some() => {
                 ctx.mean = None;
                 ctx.foreground = &[];
-                ctx.targets = Targets::new(data, value_min, scale);
+                ctx.targets = whole;
                 ctx.meta = &meta_field_alone;
                 ctx.fit_to_size(bytes, progress)?
             }
@@ -664,10 +665,7 @@ impl Fit<'_> {
         match self.mean {
             Some(m) => {
                 let frame = self.shape[0] * self.shape[1] * self.shape[2];
-                crate::decoder::stored_value(
-                    m.mean.at_index(index % frame) + m.mean.dynamic(y),
-                    datatype,
-                )
+                m.mean.stored(m.mean.at_index(index % frame), y, datatype)
             }
             None => crate::decoder::to_stored(y, self.value_min, self.value_max, datatype),
         }
