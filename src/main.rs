@@ -933,6 +933,14 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
             report.total_seconds,
             report.parameters
         );
+        if let Some(t) = &report.transform {
+            println!(
+                "  smallest field + wavelet transform layer ({} bytes, levels {:?}, step {:.4}): it beat the field alone and the field plus a residual at this size",
+                report.residual_bytes.unwrap_or(0),
+                t.levels,
+                t.base_step
+            );
+        }
         if let Some(h) = &report.lossy_residual {
             println!(
                 "  field + residual layer ({} bytes, predicted {}): every voxel within {} of the original{}; it beat the field alone at this size",
@@ -966,7 +974,10 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
             Some(full)
         }
     };
-    if decoder.has_residual() && shape.is_some_and(|s| s != decoder.shape()) {
+    if decoder.has_residual()
+        && !decoder.has_transform()
+        && shape.is_some_and(|s| s != decoder.shape())
+    {
         eprintln!(
             "medinr: note: {} carries a residual layer for its original grid only; on another \
              grid it decodes the field alone, without the error bound",
@@ -983,7 +994,7 @@ fn decompress(a: DecompressArgs) -> Result<(), Failure> {
     if let Some(reference) = &a.like {
         let r =
             read_nifti(reference).with_context(|| format!("reading {}", reference.display()))?;
-        if decoder.has_residual() {
+        if decoder.has_residual() && !decoder.has_transform() {
             eprintln!(
                 "medinr: note: resampling decodes the field alone; the residual layer's bound \
                  holds on the original grid only"
@@ -1132,13 +1143,15 @@ fn oblique(a: &SliceArgs, decoder: &Decoder) -> Result<(), Failure> {
     })?;
     if !a.quiet {
         eprintln!(
-            "wrote {}: oblique plane {w}×{h} at {spacing} mm of frame {} (the field alone{})",
+            "wrote {}: oblique plane {w}×{h} at {spacing} mm of frame {} ({})",
             a.output.display(),
             a.frame,
-            if decoder.has_residual() {
-                "; the residual layer's bound holds on the original grid only"
+            if decoder.has_transform() {
+                "interpolated from the decoded scan"
+            } else if decoder.has_residual() {
+                "the field alone; the residual layer's bound holds on the original grid only"
             } else {
-                ""
+                "the field alone"
             }
         );
     }

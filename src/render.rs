@@ -164,6 +164,14 @@ pub fn summary(
                 "predicts_from_field": reader.header().uses_field,
                 "chunks": reader.chunk_count(),
             });
+            if let Some(t) = reader.header().transform {
+                mode =
+                    "lossy (wavelet transform layer on the original grid, no error bound)".into();
+                v["transform"] = serde_json::json!({
+                    "levels": t.levels,
+                    "base_step": t.base_step,
+                });
+            }
             if let Some(roi) = reader.header().roi {
                 // The stream's own record of both bounds (the guarantee), not `meta`'s.
                 mode = format!(
@@ -239,14 +247,18 @@ pub fn summary_text(s: &Summary) -> String {
     out += &format!("mode         {}\n", s.mode);
     if let Some(r) = &s.residual {
         out += &format!(
-            "residual     {} bytes ({:.4} bpv), {} chunks, predicts from {}\n",
+            "residual     {} bytes ({:.4} bpv), {} chunks, {}\n",
             r["bytes"],
             r["bits_per_voxel"].as_f64().unwrap_or(0.0),
             r["chunks"],
-            if r["predicts_from_field"].as_bool() == Some(true) {
-                "the field and decoded neighbours"
-            } else {
-                "decoded neighbours alone"
+            match (
+                r.get("transform").is_some(),
+                r["predicts_from_field"].as_bool()
+            ) {
+                (true, Some(true)) => "wavelet-coded difference from the field",
+                (true, _) => "wavelet-coded scan (no field prediction)",
+                (false, Some(true)) => "predicts from the field and decoded neighbours",
+                (false, _) => "predicts from decoded neighbours alone",
             }
         );
     }

@@ -200,7 +200,11 @@ fn compressed(dir: &Path, name: &str) -> PathBuf {
 fn compressed_field_alone(dir: &Path, name: &str) -> PathBuf {
     let out = dir.join(format!("{name}.field.minr"));
     let settings = dir.join("field-alone.json");
-    fs::write(&settings, r#"{"rate":{"lossy_residual":false}}"#).unwrap();
+    fs::write(
+        &settings,
+        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
+    )
+    .unwrap();
     let s = settings.to_str().unwrap();
     compress(&data(name), &out, &["--bpv", "2", "--settings", s]);
     out
@@ -296,9 +300,11 @@ fn round_trip(name: &str, decoded_name: &str, e: Expect) {
     assert_eq!(i["datatype"], e.datatype);
     assert_eq!(i["nifti_version"], e.nifti_version);
     assert_eq!(i["byte_order"], e.byte_order);
-    // At 2 bpv the field plus a residual may be the better file (format 2.0); a series may
-    // hold its temporal mean apart (3.0).
-    let version = if !report["mean_bytes"].is_null() {
+    // At 2 bpv the field plus a residual may be the better file (format 2.0), or the
+    // wavelet transform layer (4.0); a series may hold its temporal mean apart (3.0).
+    let version = if !report["transform"].is_null() {
+        "4.0"
+    } else if !report["mean_bytes"].is_null() {
         "3.0"
     } else if report["lossy_residual"].is_null() {
         "1.0"
@@ -400,7 +406,11 @@ fn series_hold_their_temporal_mean_apart_and_beat_the_temporal_mean() {
     let minr = dir.path().join("mean.minr");
     // The field alone beside the mean (no residual layer), so other grids compare exactly.
     let field_only = dir.path().join("field-only.json");
-    fs::write(&field_only, r#"{"rate":{"lossy_residual":false}}"#).unwrap();
+    fs::write(
+        &field_only,
+        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
+    )
+    .unwrap();
     let f = field_only.to_str().unwrap();
     let report = compress(&input, &minr, &["--bpv", "2", "--settings", f]);
     assert!(
@@ -426,7 +436,7 @@ fn series_hold_their_temporal_mean_apart_and_beat_the_temporal_mean() {
     let settings = dir.path().join("no-mean.json");
     fs::write(
         &settings,
-        r#"{"series":{"separate_mean":false},"rate":{"lossy_residual":false}}"#,
+        r#"{"series":{"separate_mean":false},"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
     )
     .unwrap();
     let alone = dir.path().join("alone.minr");
@@ -502,7 +512,11 @@ fn high_rate_targets_use_a_residual_when_it_beats_the_field_alone() {
     let original = read_nifti(&scan).unwrap();
     let n = voxels(original.shape()) as f64;
     let off = dir.path().join("off.json");
-    fs::write(&off, r#"{"rate":{"lossy_residual":false}}"#).unwrap();
+    fs::write(
+        &off,
+        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
+    )
+    .unwrap();
     let alone = dir.path().join("alone.minr");
     let r_alone = compress(
         &scan,
@@ -511,8 +525,15 @@ fn high_rate_targets_use_a_residual_when_it_beats_the_field_alone() {
     );
     assert!(r_alone["lossy_residual"].is_null());
     assert_eq!(info(&alone)["format_version"], "1.0");
+    // The transform layer off: this test is about the hybrid (it has its own below).
+    let no_transform = dir.path().join("no_transform.json");
+    fs::write(&no_transform, r#"{"transform":{"enabled":false}}"#).unwrap();
     let hybrid = dir.path().join("hybrid.minr");
-    let r = compress(&scan, &hybrid, &["--bpv", "3"]);
+    let r = compress(
+        &scan,
+        &hybrid,
+        &["--bpv", "3", "--settings", no_transform.to_str().unwrap()],
+    );
     assert_size_within_3_percent(
         fs::metadata(&hybrid).unwrap().len(),
         3.0 * n / 8.0,
@@ -542,6 +563,78 @@ fn high_rate_targets_use_a_residual_when_it_beats_the_field_alone() {
         plane,
         decoded.data.to_f32()[7 * nx * ny..8 * nx * ny].to_vec()
     );
+}
+
+#[test]
+fn transform_layer_wins_where_it_is_better_and_decodes_slices_and_other_grids() {
+    // At 1 bpv a wavelet transform of the small MRI beats the field alone (made with both
+    // layers off): the encoder keeps the transform file (format 4.0), which lands on the
+    // target, reports the decoder's own quality, decodes one slice alone as that plane of the
+    // whole scan, and samples another grid from the decoded scan.
+    let dir = tempdir();
+    let scan = data(BE_MRI);
+    let original = read_nifti(&scan).unwrap();
+    let n = voxels(original.shape()) as f64;
+    let off = dir.path().join("off.json");
+    fs::write(
+        &off,
+        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
+    )
+    .unwrap();
+    let alone = dir.path().join("alone.minr");
+    let r_alone = compress(
+        &scan,
+        &alone,
+        &["--bpv", "1", "--settings", off.to_str().unwrap()],
+    );
+    let minr = dir.path().join("transform.minr");
+    let r = compress(&scan, &minr, &["--bpv", "1"]);
+    assert!(!r["transform"].is_null(), "no transform layer: {r}");
+    assert!(r["lossy_residual"].is_null());
+    assert_size_within_3_percent(fs::metadata(&minr).unwrap().len(), n / 8.0, "transform");
+    let psnr = r["quality"]["psnr_db"].as_f64().unwrap();
+    let psnr_alone = r_alone["quality"]["psnr_db"].as_f64().unwrap();
+    assert!(
+        psnr > psnr_alone + 3.0,
+        "transform {psnr:.2} dB, field alone {psnr_alone:.2} dB"
+    );
+    let i = info(&minr);
+    assert_eq!(i["format_version"], "4.0");
+    assert!(i["mode"].as_str().unwrap().contains("wavelet"), "{i}");
+    let out = dir.path().join("transform.nii");
+    decompress(&minr, &out, &[]).ok();
+    let decoded = read_nifti(&out).unwrap();
+    assert_same_header(&original.header, &decoded.header);
+    let c = compare(&scan, &out);
+    assert!(
+        (c["psnr_db"].as_f64().unwrap() - psnr).abs() < 0.05,
+        "{c} vs {r}"
+    );
+    let [nx, ny, nz, _] = original.shape();
+    let plane = dir.path().join("z7.nii");
+    slice(&minr, &plane, &["--axis", "z", "--index", "7"]).ok();
+    let plane = read_nifti(&plane).unwrap().data.to_f32();
+    assert_eq!(
+        plane,
+        decoded.data.to_f32()[7 * nx * ny..8 * nx * ny].to_vec()
+    );
+    // Twice as many slices: every other one of them is a slice of the scan (corner-aligned
+    // coordinates), and the ones between lie between their neighbours.
+    let fine = dir.path().join("fine.nii");
+    let shape = format!("{nx},{ny},{}", 2 * nz - 1);
+    decompress(&minr, &fine, &["--shape", &shape]).ok();
+    let fine = read_nifti(&fine).unwrap().data.to_f32();
+    let whole = decoded.data.to_f32();
+    let s = nx * ny;
+    assert_eq!(fine[14 * s..15 * s], whole[7 * s..8 * s]);
+    for i in 0..s {
+        let (a, b) = (whole[7 * s + i], whole[8 * s + i]);
+        let m = fine[15 * s + i];
+        assert!(
+            m >= a.min(b) - 0.5 && m <= a.max(b) + 0.5,
+            "voxel {i}: {m} not between {a} and {b}"
+        );
+    }
 }
 
 #[test]

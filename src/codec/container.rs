@@ -11,8 +11,11 @@ pub const MAGIC: [u8; 8] = [0x89, b'M', b'I', b'N', b'R', 0x0D, 0x0A, 0x1A];
 
 /// Newest format version this code reads and writes: (major, minor). Each file is written
 /// with the oldest version that holds it — 1.0 for the field alone, 2.0 with a residual
-/// layer, 3.0 with a temporal mean — so older readers keep reading what they can.
-pub const VERSION: (u16, u16) = (3, 0);
+/// layer, 3.0 with a temporal mean, 4.0 with a transform stream in the residual layer — so
+/// older readers keep reading what they can.
+pub const VERSION: (u16, u16) = (4, 0);
+/// The version that added the temporal mean (`MEAN`).
+pub const VERSION_3: (u16, u16) = (3, 0);
 /// The version that added the residual layer (`RESI`).
 pub const VERSION_2: (u16, u16) = (2, 0);
 /// The first format version; still written for files that need nothing newer.
@@ -503,13 +506,13 @@ mod tests {
 
     #[test]
     fn version_rules() {
-        let newer_major = raw_file((4, 0), &[(b"HEAD", b"x")]);
+        let newer_major = raw_file((5, 0), &[(b"HEAD", b"x")]);
         let e = Container::parse(&newer_major).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "written with format 4.0; this medinr reads format 3.x — upgrade medinr"
+            "written with format 5.0; this medinr reads format 4.x — upgrade medinr"
         );
-        for major in 1..=3 {
+        for major in 1..=4 {
             let known = raw_file((major, 0), &[(b"HEAD", b"x")]);
             assert_eq!(Container::parse(&known).unwrap().version, (major, 0));
         }

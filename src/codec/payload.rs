@@ -166,11 +166,16 @@ impl Head {
 impl MinrFile {
     /// Serialises the file.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        use crate::codec::container::{VERSION_1, VERSION_2};
+        use crate::codec::container::{VERSION_1, VERSION_2, VERSION_3};
         let mut c = Container::new();
         // The oldest version that holds what the file has, so older readers keep reading it.
+        let transform = self
+            .residual
+            .as_deref()
+            .is_some_and(crate::residual::is_transform_stream);
         c.version = match (&self.mean, &self.residual) {
-            (Some(_), _) => c.version,
+            _ if transform => c.version,
+            (Some(_), _) => VERSION_3,
             (None, Some(_)) => VERSION_2,
             (None, None) => VERSION_1,
         };
@@ -239,6 +244,18 @@ impl MinrFile {
             .map(|m| String::from_utf8_lossy(m).into_owned());
         let residual = section_of_version(&c, (RESI, "section RESI"), 2, "a residual layer")?;
         let mean = section_of_version(&c, (MEAN, "section MEAN"), 3, "a temporal mean")?;
+        if let Some(r) = residual.as_deref() {
+            if crate::residual::is_transform_stream(r) && c.version.0 < 4 {
+                return Err(FormatError::Invalid {
+                    what: "section RESI",
+                    context: "file".into(),
+                    detail: format!(
+                        "a transform stream needs format 4.0, the file says {}.{}",
+                        c.version.0, c.version.1
+                    ),
+                });
+            }
+        }
         Ok(MinrFile {
             head,
             nifti_header,
@@ -437,6 +454,16 @@ mod tests {
         older[8] = 2;
         let e = MinrFile::parse(&older).unwrap_err().to_string();
         assert!(e.contains("MEAN") && e.contains("3.0"), "{e}");
+        // A transform stream in the residual layer needs 4.0, and a file saying 3.0 with one
+        // is refused.
+        f.residual = Some(b"MIRS\x03rest".to_vec());
+        let (major, bytes) = version(&f);
+        assert_eq!(major, 4);
+        assert_eq!(MinrFile::parse(&bytes).unwrap(), f);
+        let mut older = bytes.clone();
+        older[8] = 3;
+        let e = MinrFile::parse(&older).unwrap_err().to_string();
+        assert!(e.contains("transform") && e.contains("4.0"), "{e}");
     }
 
     #[test]

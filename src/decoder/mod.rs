@@ -7,6 +7,7 @@
 pub mod evaluator;
 pub mod mean;
 pub mod mlp;
+mod regrid;
 pub mod resample;
 
 use std::path::Path;
@@ -119,6 +120,8 @@ pub struct Decoder {
     /// The series' temporal mean, when the field holds the dynamic part alone.
     mean: Option<TemporalMean>,
     bytes: usize,
+    /// The decoded scan on its own grid, kept once made (transform files on other grids).
+    decoded: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl Decoder {
@@ -172,6 +175,7 @@ impl Decoder {
             evaluator,
             mean,
             bytes,
+            decoded: std::sync::OnceLock::new(),
         })
     }
 
@@ -233,6 +237,9 @@ impl Decoder {
         check_request(shape, region)?;
         if self.file.residual.is_some() && shape == self.shape() {
             return self.region_with_residual(region);
+        }
+        if self.has_transform() {
+            return self.transform_on_grid(shape, region);
         }
         let (values, out_shape) = self.evaluator.grid(shape, region)?;
         let datatype = Some(self.header.datatype());
@@ -301,8 +308,11 @@ impl Decoder {
     /// Stored values of the field at field coordinates (`n × dims`), the field alone (with
     /// the temporal mean interpolated there, when the file has one).
     fn evaluate_stored(&self, coords: &[f32]) -> Result<Vec<f32>, DecodeError> {
-        let values = self.evaluator.evaluate(coords)?;
         let dims = self.file.head.field.dims;
+        if self.has_transform() {
+            return self.sample_decoded(coords, dims);
+        }
+        let values = self.evaluator.evaluate(coords)?;
         let datatype = Some(self.header.datatype());
         Ok(values
             .into_iter()
@@ -328,6 +338,43 @@ impl Decoder {
                 to_stored(y, lo, hi, datatype)
             }
         }
+    }
+
+    /// A region of another grid of a transform file: sampled from the decoded scan at the
+    /// coordinates the field would be evaluated at.
+    fn transform_on_grid(
+        &self,
+        shape: [usize; 4],
+        region: Region,
+    ) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
+        use crate::model::coords::axis_coordinate;
+        let (ranges, out_shape) = evaluator::region_ranges(shape, region);
+        let total: usize = out_shape.iter().product();
+        let mut out: Vec<f32> = Vec::new();
+        out.try_reserve_exact(total)
+            .map_err(|_| ModelError::Allocation {
+                what: "the decoded voxels",
+                bytes: total.saturating_mul(4),
+            })?;
+        let values = self.decoded_scan()?;
+        let datatype = Some(self.header.datatype());
+        for t in ranges[3].clone() {
+            for z in ranges[2].clone() {
+                for y in ranges[1].clone() {
+                    for x in ranges[0].clone() {
+                        let u = [
+                            axis_coordinate(x, shape[0]),
+                            axis_coordinate(y, shape[1]),
+                            axis_coordinate(z, shape[2]),
+                            axis_coordinate(t, shape[3]),
+                        ];
+                        let v = regrid::interpolate(values, self.shape(), u);
+                        out.push(stored_value(v, datatype));
+                    }
+                }
+            }
+        }
+        Ok((out, out_shape))
     }
 
     /// A region on the original grid through the residual layer: only the chunks the region

@@ -20,6 +20,7 @@
 //! bound whose uniform quantization error equals the field-alone file's MSE, it already fits:
 //! otherwise it cannot be the better file at this size.
 
+use super::transform::TransformChoice;
 use super::{EncodeError, Fit};
 use crate::codec::payload::MinrFile;
 use crate::codec::quantize::quantize;
@@ -36,6 +37,17 @@ pub struct HybridChoice {
     pub prefix_voxels: usize,
     /// Whether the residual predicts from the field (else from decoded neighbours alone).
     pub uses_field: bool,
+}
+
+/// What carries a lossy file's fidelity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LossyLayer {
+    /// The field alone.
+    FieldAlone,
+    /// The field (or its smallest version) plus a bounded residual.
+    Hybrid(HybridChoice),
+    /// The smallest field plus a wavelet transform stream.
+    Transform(TransformChoice),
 }
 
 /// The float bound's bisection starts from a bracket of 10^4 (`equal · 1e-4 … equal`), so it
@@ -57,18 +69,20 @@ struct Predictor {
 }
 
 impl Fit<'_> {
-    /// The better of `lossy` (the field alone at `target` bytes, with MSE `lossy_mse` in stored
-    /// units) and a field-plus-residual file of at most `target` bytes. Returns the file and,
-    /// when it is the hybrid, how it was made.
+    /// The best of `lossy` (the field alone at `target` bytes, with MSE `lossy_mse` in stored
+    /// units), field-plus-residual files and the transform file (`encoder::transform`; voxel
+    /// `spacing` sets its geometry) of at most `target` bytes, by MSE. Returns the file and,
+    /// when it is not the field alone, how it was made.
     pub(super) fn best_at_size(
         &self,
         lossy: MinrFile,
         lossy_mse: f64,
         target: usize,
         datatype: crate::volume::DataType,
-    ) -> Result<(MinrFile, Option<HybridChoice>), EncodeError> {
+        spacing: [f64; 4],
+    ) -> Result<(MinrFile, LossyLayer), EncodeError> {
         let kind = self.residual_kind(datatype);
-        let mut best: Option<(f64, MinrFile, HybridChoice)> = None;
+        let mut best: Option<(f64, MinrFile, LossyLayer)> = None;
         for predictor in self.predictors(&lossy, target)? {
             let Some(Trial { file, choice, .. }) =
                 self.fit_bound(&predictor, target, lossy_mse, kind)?
@@ -78,12 +92,18 @@ impl Fit<'_> {
             // Exact quality of the candidate, in stored units, to compare with the field alone.
             let mse = self.mse(&file)?;
             if mse < lossy_mse && best.as_ref().is_none_or(|(m, _, _)| mse < *m) {
-                best = Some((mse, file, choice));
+                best = Some((mse, file, LossyLayer::Hybrid(choice)));
+            }
+        }
+        if let Some((file, choice)) = self.transform_at_size(&lossy, target, kind, spacing)? {
+            let mse = self.mse(&file)?;
+            if mse < lossy_mse && best.as_ref().is_none_or(|(m, _, _)| mse < *m) {
+                best = Some((mse, file, LossyLayer::Transform(choice)));
             }
         }
         Ok(match best {
-            Some((_, file, choice)) => (file, Some(choice)),
-            None => (lossy, None),
+            Some((_, file, layer)) => (file, layer),
+            None => (lossy, LossyLayer::FieldAlone),
         })
     }
 

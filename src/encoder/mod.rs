@@ -12,6 +12,7 @@ mod mean;
 mod probe;
 mod rate;
 mod steps;
+mod transform;
 
 use std::time::Instant;
 
@@ -21,6 +22,8 @@ pub use crate::model::Preset;
 pub use crate::settings::{EncoderSettings, SettingsError};
 pub use crate::train::{Device, Phase, Progress, Silent, TrainError};
 pub use hybrid::HybridChoice;
+use hybrid::LossyLayer;
+pub use transform::TransformChoice;
 
 use crate::codec::container::FormatError;
 use crate::codec::payload::{Head, MinrFile, QuantTensor};
@@ -143,6 +146,9 @@ pub struct EncodeReport {
     /// For a lossy size target met by the field plus a residual (`encoder::hybrid`): the bound
     /// it reached and how; `None` when the field alone was the better file.
     pub lossy_residual: Option<HybridChoice>,
+    /// For a lossy size target met by the wavelet transform layer (`encoder::transform`):
+    /// how it was set; `None` when another file was better.
+    pub transform: Option<TransformChoice>,
     /// For a lossy size target where the field plus a residual was tried: the PSNR (stored
     /// units) of the field-alone file it was weighed against, so one run shows both.
     pub field_alone_psnr_db: Option<f64>,
@@ -387,6 +393,7 @@ pub fn encode(
     progress.phase(Phase::Check, 0);
     let mut residual_uses_field = None;
     let mut lossy_residual = None;
+    let mut transform = None;
     let mut field_alone_psnr_db = None;
     if let Some(bound) = options.bound {
         let (bounded, uses_field) = ctx.residual(&file, bound, volume.header.datatype())?;
@@ -395,13 +402,22 @@ pub fn encode(
     } else if let (Some(bytes), true) = (target_bytes, options.settings.rate.lossy_residual) {
         let mse = ctx.mse(&file)?;
         field_alone_psnr_db = Some(metrics::psnr_from_mse(mse, ctx.stored_range()));
-        let (best, choice) = ctx.best_at_size(file, mse, bytes, volume.header.datatype())?;
+        let spacing = volume.header.spacing();
+        let (best, layer) =
+            ctx.best_at_size(file, mse, bytes, volume.header.datatype(), spacing)?;
         file = best;
-        if let Some(c) = choice {
-            residual_uses_field = Some(c.uses_field);
-            ctx.guarantee = Some(c.max_error);
+        match layer {
+            LossyLayer::Hybrid(c) => {
+                residual_uses_field = Some(c.uses_field);
+                ctx.guarantee = Some(c.max_error);
+                lossy_residual = Some(c);
+            }
+            LossyLayer::Transform(c) => {
+                residual_uses_field = Some(false);
+                transform = Some(c);
+            }
+            LossyLayer::FieldAlone => {}
         }
-        lossy_residual = choice;
     }
     let bytes = file.to_bytes()?.len();
     // Reported in physical units (after scl_slope/scl_inter), as `medinr compare` does.
@@ -423,6 +439,7 @@ pub fn encode(
         residual_bytes: file.residual.as_ref().map(Vec::len),
         residual_uses_field,
         lossy_residual,
+        transform,
         field_alone_psnr_db,
         mean_bytes: file.mean.as_ref().map(Vec::len),
     };

@@ -35,7 +35,7 @@ pub enum ResidualError {
     PredictionPresence,
     #[error("not a residual stream (bad magic)")]
     BadMagic,
-    #[error("residual stream version {0} is not supported (this medinr reads versions 1 and 2)")]
+    #[error("residual stream version {0} is not supported (this medinr reads versions 1 to 3)")]
     UnsupportedVersion(u8),
     #[error("truncated residual stream: {0}")]
     Truncated(&'static str),
@@ -53,6 +53,8 @@ pub enum ResidualError {
     RoiBoundAboveOuter { inner: f64, outer: f64 },
     #[error("a region of interest needs an error bound outside it, not lossless coding")]
     RoiNeedsBound,
+    #[error("the transform layer needs finite values, but voxel {0} is not finite")]
+    NonFinite(usize),
     #[error("chunk {index} out of range: the stream has {count} chunks")]
     NoSuchChunk { index: usize, count: usize },
 }

@@ -31,14 +31,18 @@ mod engine;
 mod error;
 mod rangecoder;
 mod stream;
+mod subband;
 mod symbol;
+mod transform;
+mod wavelet;
 
 #[cfg(test)]
 mod tests;
 
 pub use domain::Domain;
 pub use error::ResidualError;
-pub use stream::{ChunkRegion, RoiHeader, StreamHeader};
+pub use stream::{ChunkRegion, RoiHeader, StreamHeader, TransformHeader};
+pub use transform::TransformOptions;
 
 use crate::volume::{DataType, Voxels};
 
@@ -401,6 +405,7 @@ pub fn encode_chunked(
         chunk_z: options.chunk_z.min(shape[2]),
         chunk_t: options.chunk_t.min(shape[3]),
         roi: roi_header,
+        transform: None,
     };
     if options.chunk_z == 0 || options.chunk_t == 0 {
         return Err(ResidualError::InvalidChunkSize(0));
@@ -428,21 +433,7 @@ pub fn encode_chunked(
     let code_chunk = |c: usize| -> Result<Vec<u8>, ResidualError> {
         let region = header.chunk_region(c);
         let cs = chunk_shape(&header, &region);
-        let mut raw = vec![0f32; cs.voxels()];
-        let mut offset = Vec::with_capacity(cs.voxels());
-        for range in region_ranges(shape, &region) {
-            let at = offset.len();
-            original.read(range.start, &mut raw[at..at + range.len()]);
-            offset.extend(range);
-        }
-        let pred = match prediction {
-            Some(predict) => {
-                let p = predict(&region)?;
-                check_len("chunk prediction", p.len(), cs.voxels())?;
-                Some(p)
-            }
-            None => None,
-        };
+        let (raw, offset, pred) = read_chunk(original, prediction, &header, &region)?;
         let values = raw
             .iter()
             .zip(&offset)
@@ -481,6 +472,44 @@ pub fn encode_chunked(
         engine::run(cs, &domain, &field, chunk_roi, &mut io)?;
         Ok(io.enc.finish())
     };
+    code_all(&header, &code_chunk)
+}
+
+/// A chunk's stored values (chunk order), their indices in the scan, and the field's
+/// prediction of the chunk when there is a field.
+type ChunkInput = (Vec<f32>, Vec<usize>, Option<Vec<f32>>);
+
+fn read_chunk(
+    original: &dyn Samples,
+    prediction: Option<ChunkPrediction>,
+    header: &StreamHeader,
+    region: &ChunkRegion,
+) -> Result<ChunkInput, ResidualError> {
+    let cs = chunk_shape(header, region);
+    let mut raw = vec![0f32; cs.voxels()];
+    let mut offset = Vec::with_capacity(cs.voxels());
+    for range in region_ranges(header.shape, region) {
+        let at = offset.len();
+        original.read(range.start, &mut raw[at..at + range.len()]);
+        offset.extend(range);
+    }
+    let pred = match prediction {
+        Some(predict) => {
+            let p = predict(region)?;
+            check_len("chunk prediction", p.len(), cs.voxels())?;
+            Some(p)
+        }
+        None => None,
+    };
+    Ok((raw, offset, pred))
+}
+
+/// Codes every chunk with `code_chunk` and assembles the stream: header, table, chunks.
+fn code_all(
+    header: &StreamHeader,
+    code_chunk: &(dyn Fn(usize) -> Result<Vec<u8>, ResidualError> + Sync),
+) -> Result<Vec<u8>, ResidualError> {
+    let shape = header.shape;
     // Chunks in parallel, but no more at once than the memory budget holds: a chunk of a
     // large series is millions of voxels, and a many-core machine would otherwise hold one
     // per core.
@@ -504,6 +533,70 @@ pub fn encode_chunked(
         out.extend_from_slice(c);
     }
     Ok(out)
+}
+
+/// A transform stream (stream version 3, [`transform`]) of `original`, read a chunk at a
+/// time as in [`encode_chunked`]: the values minus the field's `prediction` (or the values
+/// themselves) wavelet-coded at `transform`'s step. Integer kinds decode rounded and clamped
+/// into `min ..= max`; there is no error bound. Fails on non-finite values.
+pub fn encode_transform(
+    original: &dyn Samples,
+    prediction: Option<ChunkPrediction>,
+    shape: [usize; 4],
+    kind: Kind,
+    transform: &TransformOptions,
+    options: &Options,
+) -> Result<Vec<u8>, ResidualError> {
+    let domain = match kind {
+        Kind::Integer { min, max } => {
+            if min > max || (max as i128 - min as i128) > domain::MAX_INTEGER_SPAN as i128 {
+                return Err(ResidualError::InvalidRange { min, max });
+            }
+            Domain::Integer {
+                lo: min,
+                hi: max,
+                d: 0,
+            }
+        }
+        Kind::Float => Domain::FloatBits,
+    };
+    if options.chunk_z == 0 || options.chunk_t == 0 {
+        return Err(ResidualError::InvalidChunkSize(0));
+    }
+    let t = TransformHeader {
+        levels: transform.levels,
+        base_step: transform.base_step as f32,
+    };
+    if !(transform.rounding.is_finite() && (0.0..=0.5).contains(&transform.rounding)) {
+        return Err(ResidualError::Invalid(
+            "transform rounding must be in [0, 0.5]",
+        ));
+    }
+    let header = StreamHeader {
+        shape,
+        domain,
+        uses_field: prediction.is_some(),
+        chunk_z: options.chunk_z.min(shape[2]),
+        chunk_t: options.chunk_t.min(shape[3]),
+        roi: None,
+        transform: Some(t),
+    };
+    header.validate()?;
+    let total: usize = shape.iter().product();
+    check_len("original", original.len(), total)?;
+    let code_chunk = |c: usize| -> Result<Vec<u8>, ResidualError> {
+        let region = header.chunk_region(c);
+        let cs = chunk_shape(&header, &region);
+        let (raw, offset, pred) = read_chunk(original, prediction, &header, &region)?;
+        transform::encode_chunk(&raw, pred.as_deref(), &t, cs, transform, |i| offset[i])
+    };
+    code_all(&header, &code_chunk)
+}
+
+/// Whether `bytes` starts like a transform stream (stream version 3), which needs format 4.0
+/// of the container.
+pub fn is_transform_stream(bytes: &[u8]) -> bool {
+    bytes.len() > 4 && bytes[..4] == stream::MAGIC && bytes[4] == stream::VERSION_TRANSFORM
 }
 
 /// Reports a chunk-local voxel index as its index in the scan.
@@ -604,6 +697,9 @@ impl<'a> Reader<'a> {
             return Err(ResidualError::ChunkChecksum(index));
         }
         let domain = self.header.domain;
+        if let Some(t) = &self.header.transform {
+            return transform::decode_chunk(data, index, t, cs, prediction, domain);
+        }
         let field = field_in_domain(&domain, prediction)?;
         let dec = rangecoder::Decoder::new(data).ok_or(ResidualError::CorruptChunk(index))?;
         let mut io = DecodeIo { dec };

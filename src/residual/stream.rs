@@ -15,8 +15,17 @@ pub const VERSION: u8 = 1;
 /// The layout version of a stream with a region of interest (flag bit 1, the 24-byte ROI
 /// extension of the header, a mask per chunk). Version-1 readers refuse it by its version.
 pub const VERSION_ROI: u8 = 2;
+/// The layout version of a transform stream (`super::transform`): the 8-byte transform
+/// extension of the header, chunks of wavelet-coded blocks. Older readers refuse it by its
+/// version; files holding one are written as format 4.0.
+pub const VERSION_TRANSFORM: u8 = 3;
 /// Bytes of the fixed header (version 1).
 pub const HEADER_BYTES: usize = 56;
+/// Bytes of the transform extension that follows the fixed header in a version-3 stream.
+pub const TRANSFORM_EXTENSION_BYTES: usize = 8;
+/// Most decomposition levels along one axis of a transform stream (2^12 samples would be
+/// needed to use them all).
+pub const MAX_TRANSFORM_LEVELS: u8 = 12;
 /// Bytes of the ROI extension that follows the fixed header in a version-2 stream.
 pub const ROI_EXTENSION_BYTES: usize = 24;
 /// Bytes of one chunk-table entry (length and CRC-32, both u32).
@@ -50,6 +59,17 @@ pub struct RoiHeader {
     pub shared_mask: bool,
 }
 
+/// The transform part of a version-3 header: how every block of the stream is decomposed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransformHeader {
+    /// Wavelet levels along x, y and z (an axis is split at level `l` while `l` is below its
+    /// count and the low region along it still has two samples).
+    pub levels: [u8; 3],
+    /// The base quantizer step the encoder chose (informative: every band's step is in the
+    /// chunks; > 0 and finite).
+    pub base_step: f32,
+}
+
 /// The header: what the stream codes and how it is cut into chunks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StreamHeader {
@@ -64,6 +84,10 @@ pub struct StreamHeader {
     pub chunk_t: usize,
     /// A region of interest with its own bound (version 2), or none (version 1).
     pub roi: Option<RoiHeader>,
+    /// A transform stream's decomposition (version 3): the chunks hold wavelet-coded blocks,
+    /// not predictive residuals. Its domain is `Integer` with `d = 0` (decoded values are
+    /// rounded and clamped into `lo ..= hi`) or `FloatBits` (decoded values as computed).
+    pub transform: Option<TransformHeader>,
 }
 
 /// The part of the scan a chunk covers: all of x and y, slices `z`, frames `t`.
@@ -74,9 +98,20 @@ pub struct ChunkRegion {
 }
 
 impl StreamHeader {
-    /// Bytes of the header: 56, plus the ROI extension when there is one.
+    /// Bytes of the header: 56, plus the ROI or the transform extension when there is one.
     pub fn bytes(&self) -> usize {
-        HEADER_BYTES + self.roi.map_or(0, |_| ROI_EXTENSION_BYTES)
+        HEADER_BYTES
+            + self.roi.map_or(0, |_| ROI_EXTENSION_BYTES)
+            + self.transform.map_or(0, |_| TRANSFORM_EXTENSION_BYTES)
+    }
+
+    /// The layout version this header is written with.
+    pub fn version(&self) -> u8 {
+        match (&self.roi, &self.transform) {
+            (_, Some(_)) => VERSION_TRANSFORM,
+            (Some(_), None) => VERSION_ROI,
+            (None, None) => VERSION,
+        }
     }
 
     /// Chunks along z and along t.
@@ -141,6 +176,22 @@ impl StreamHeader {
             }
             Domain::FloatBits => {}
         }
+        if let Some(t) = &self.transform {
+            let domain_ok = matches!(
+                self.domain,
+                Domain::Integer { d: 0, .. } | Domain::FloatBits
+            );
+            if self.roi.is_some() || !domain_ok {
+                return Err(ResidualError::Invalid(
+                    "a transform stream has no region of interest and no error bound",
+                ));
+            }
+            if t.levels.iter().any(|&l| l > MAX_TRANSFORM_LEVELS)
+                || !(t.base_step.is_finite() && t.base_step > 0.0)
+            {
+                return Err(ResidualError::Invalid("invalid transform parameters"));
+            }
+        }
         if let Some(roi) = &self.roi {
             let d = self.domain.d();
             let informative_ok = roi.bound_in.is_finite()
@@ -192,11 +243,7 @@ impl StreamHeader {
             }
         }
         out.extend_from_slice(&MAGIC);
-        out.push(if self.roi.is_some() {
-            VERSION_ROI
-        } else {
-            VERSION
-        });
+        out.push(self.version());
         out.push(code);
         out.push(flags);
         out.push(0);
@@ -213,6 +260,11 @@ impl StreamHeader {
             out.extend_from_slice(&roi.bound_in.to_bits().to_le_bytes());
             out.extend_from_slice(&roi.bound_out.to_bits().to_le_bytes());
         }
+        if let Some(t) = &self.transform {
+            out.extend_from_slice(&t.levels);
+            out.push(0);
+            out.extend_from_slice(&t.base_step.to_bits().to_le_bytes());
+        }
     }
 
     /// Parses and validates the header at the start of `bytes`.
@@ -224,11 +276,14 @@ impl StreamHeader {
             return Err(ResidualError::Truncated("header"));
         }
         let version = bytes[4];
-        if version != VERSION && version != VERSION_ROI {
+        if ![VERSION, VERSION_ROI, VERSION_TRANSFORM].contains(&version) {
             return Err(ResidualError::UnsupportedVersion(version));
         }
         let has_roi = version == VERSION_ROI;
-        if has_roi && bytes.len() < HEADER_BYTES + ROI_EXTENSION_BYTES {
+        let has_transform = version == VERSION_TRANSFORM;
+        if (has_roi && bytes.len() < HEADER_BYTES + ROI_EXTENSION_BYTES)
+            || (has_transform && bytes.len() < HEADER_BYTES + TRANSFORM_EXTENSION_BYTES)
+        {
             return Err(ResidualError::Truncated("header"));
         }
         let u32_at =
@@ -239,8 +294,8 @@ impl StreamHeader {
             u64::from_le_bytes(b)
         };
         let (code, flags) = (bytes[5], bytes[6]);
-        // Version 1 knows the field flag only; version 2 also the ROI flag (required) and
-        // the shared-mask flag.
+        // Versions 1 and 3 know the field flag only; version 2 also the ROI flag (required)
+        // and the shared-mask flag.
         let known = if has_roi {
             FLAG_FIELD | FLAG_ROI | FLAG_SHARED_MASK
         } else {
@@ -283,7 +338,14 @@ impl StreamHeader {
                 bound_out: f64::from_bits(u64_at(72)),
                 shared_mask: flags & FLAG_SHARED_MASK != 0,
             }),
+            transform: has_transform.then(|| TransformHeader {
+                levels: [bytes[56], bytes[57], bytes[58]],
+                base_step: f32::from_bits(u32_at(60)),
+            }),
         };
+        if has_transform && bytes[59] != 0 {
+            return Err(ResidualError::Invalid("nonzero reserved header byte"));
+        }
         header.validate()?;
         Ok(header)
     }

@@ -863,13 +863,15 @@ fn roi_arguments_and_headers_are_checked() {
         b[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
         decode(&b, None)
     };
-    // Version 2 without the ROI flag, version 1 with it, an unknown flag, version 3.
+    // Version 2 without the ROI flag, version 1 with it, an unknown flag, version 3 (a
+    // transform stream: the ROI flag is unknown there), an unknown version.
     assert!(edited(&|b| b[6] &= !2).is_err());
     assert!(edited(&|b| b[4] = 1).is_err());
     assert!(edited(&|b| b[6] |= 8).is_err());
+    assert!(edited(&|b| b[4] = 3).is_err());
     assert_eq!(
-        edited(&|b| b[4] = 3),
-        Err(ResidualError::UnsupportedVersion(3))
+        edited(&|b| b[4] = 4),
+        Err(ResidualError::UnsupportedVersion(4))
     );
     // d_out below the inside d, above MAX_BOUND, and informative bounds that disagree.
     assert!(edited(&|b| b[56..64].copy_from_slice(&0u64.to_le_bytes())).is_err());
@@ -920,4 +922,189 @@ fn corrupt_roi_chunk_data_with_a_valid_checksum_never_panics() {
             assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
         }
     }
+}
+
+// ---- transform streams (version 3) ----
+
+fn transform_options(base_step: f64) -> TransformOptions {
+    TransformOptions {
+        levels: [3, 3, 2],
+        base_step,
+        rounding: 0.4,
+    }
+}
+
+fn mse(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn transform_streams_trade_rate_for_error_and_decode_chunk_by_chunk() {
+    let shape = [37, 29, 11, 3];
+    let (orig, field) = synthetic(shape, -1000, 3000, 7);
+    let kind = Kind::Integer {
+        min: -1000,
+        max: 3000,
+    };
+    let o = Options {
+        chunk_z: 4,
+        chunk_t: 1,
+    };
+    let data: &[f32] = &orig;
+    let mut last: Option<(usize, f64)> = None;
+    for step in [1.0, 8.0, 64.0] {
+        let bytes =
+            encode_transform(&data, None, shape, kind, &transform_options(step), &o).unwrap();
+        assert!(is_transform_stream(&bytes));
+        let reader = Reader::open(&bytes).unwrap();
+        assert_eq!(reader.header().version(), stream::VERSION_TRANSFORM);
+        let all = reader.decode_all(None).unwrap();
+        // Integers within the range.
+        assert!(all
+            .iter()
+            .all(|&v| v.fract() == 0.0 && (-1000.0..=3000.0).contains(&v)));
+        let e = mse(&all, &orig);
+        // The error of a near-orthonormal transform follows the step (uniform noise of step
+        // s has variance s²/12; the dead zone adds a little).
+        assert!(e < step * step, "step {step}: mse {e}");
+        if let Some((b, m)) = last {
+            assert!(
+                bytes.len() < b && e > m,
+                "coarser step, smaller file and larger error"
+            );
+        }
+        last = Some((bytes.len(), e));
+        // Every chunk alone decodes to its part of the whole.
+        for c in 0..reader.chunk_count() {
+            let region = reader.chunk_region(c).unwrap();
+            let part = reader.decode_chunk(c, None).unwrap();
+            let expected: Vec<f32> = region_ranges(shape, &region)
+                .flat_map(|r| all[r].iter().copied())
+                .collect();
+            assert_eq!(part, expected);
+        }
+    }
+    // Against a field prediction: the stream needs it back, and the difference it codes is
+    // smaller than the scan, so the same step costs fewer bytes.
+    let alone = encode_transform(&data, None, shape, kind, &transform_options(8.0), &o).unwrap();
+    let bytes = encode_with_field_transform(&orig, &field, shape, kind, &o);
+    assert!(bytes.len() < alone.len());
+    assert_eq!(decode(&bytes, None), Err(ResidualError::PredictionPresence));
+    let decoded = decode(&bytes, Some(&field)).unwrap();
+    assert!(mse(&decoded, &orig) < 64.0);
+}
+
+fn encode_with_field_transform(
+    orig: &[f32],
+    field: &[f32],
+    shape: [usize; 4],
+    kind: Kind,
+    o: &Options,
+) -> Vec<u8> {
+    let gather = |region: &ChunkRegion| -> Result<Vec<f32>, ResidualError> {
+        Ok(region_ranges(shape, region)
+            .flat_map(|r| field[r].iter().copied())
+            .collect())
+    };
+    let data: &[f32] = orig;
+    encode_transform(
+        &data,
+        Some(&gather),
+        shape,
+        kind,
+        &transform_options(8.0),
+        o,
+    )
+    .unwrap()
+}
+
+#[test]
+fn transform_streams_of_float_scans_keep_fine_detail_at_fine_steps() {
+    let shape = [16, 16, 8, 1];
+    let orig: Vec<f32> = (0..16 * 16 * 8)
+        .map(|i| ((i as f32) * 0.37).sin() * 0.01 + (i % 16) as f32 * 1e-3)
+        .collect();
+    let data: &[f32] = &orig;
+    let bytes = encode_transform(
+        &data,
+        None,
+        shape,
+        Kind::Float,
+        &transform_options(1e-6),
+        &Options::default(),
+    )
+    .unwrap();
+    let decoded = decode(&bytes, None).unwrap();
+    assert!(max_error(&decoded, &orig) < 1e-5);
+    // A non-finite value is refused, with its index.
+    let mut bad = orig.clone();
+    bad[100] = f32::NAN;
+    let data: &[f32] = &bad;
+    let e = encode_transform(
+        &data,
+        None,
+        shape,
+        Kind::Float,
+        &transform_options(1e-3),
+        &Options::default(),
+    );
+    assert_eq!(e, Err(ResidualError::NonFinite(100)));
+}
+
+#[test]
+fn corrupt_or_inconsistent_transform_streams_are_refused() {
+    let shape = [20, 18, 6, 1];
+    let (orig, _) = synthetic(shape, 0, 255, 3);
+    let kind = Kind::Integer { min: 0, max: 255 };
+    let o = Options {
+        chunk_z: 3,
+        chunk_t: 1,
+    };
+    let data: &[f32] = &orig;
+    let bytes = encode_transform(&data, None, shape, kind, &transform_options(4.0), &o).unwrap();
+    assert!(decode(&bytes, None).is_ok());
+    // A flipped byte in a chunk: its checksum.
+    let mut b = bytes.clone();
+    let last = b.len() - 3;
+    b[last] ^= 0x10;
+    assert!(matches!(
+        decode(&b, None),
+        Err(ResidualError::ChunkChecksum(_))
+    ));
+    // Header edits (CRC of header and table fixed so the header rule itself refuses).
+    let table_end = stream::HEADER_BYTES + stream::TRANSFORM_EXTENSION_BYTES + 2 * 8;
+    let edited = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.clone();
+        f(&mut b);
+        let crc = crc32fast::hash(&b[..table_end]);
+        b[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
+        decode(&b, None)
+    };
+    assert!(edited(&|_| {}).is_ok());
+    // The ROI flag, too many levels, a zero base step, a bound, a reserved byte.
+    assert!(edited(&|b| b[6] |= 2).is_err());
+    assert!(edited(&|b| b[56] = 13).is_err());
+    assert!(edited(&|b| b[60..64].copy_from_slice(&0f32.to_bits().to_le_bytes())).is_err());
+    assert!(edited(&|b| b[48] = 1).is_err());
+    assert!(edited(&|b| b[59] = 1).is_err());
+    // Fewer levels than coded: the blocks no longer parse as that decomposition.
+    assert!(matches!(
+        edited(&|b| b[56] = 1),
+        Err(ResidualError::CorruptChunk(_))
+    ));
+    // A chunk whose CRC matches but whose band table is nonsense (a zero step).
+    let reader = Reader::open(&bytes).unwrap();
+    let start = reader.table[0].bytes.start;
+    let mut b = bytes.clone();
+    b[start + 4..start + 8].copy_from_slice(&0f32.to_bits().to_le_bytes());
+    let crc = crc32fast::hash(&b[reader.table[0].bytes.clone()]);
+    let o = stream::HEADER_BYTES + stream::TRANSFORM_EXTENSION_BYTES + 4;
+    b[o..o + 4].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&b[..table_end]);
+    b[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(decode(&b, None), Err(ResidualError::CorruptChunk(0)));
 }

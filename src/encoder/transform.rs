@@ -1,0 +1,162 @@
+//! Lossy size targets coded by the wavelet transform layer.
+//!
+//! A field saturates at high rates, and even a predictive residual on it spends its bits on
+//! every voxel alike. A transform coder spends them where the scan's energy is — JPEG 2000's
+//! and SPERR's advantage on CT and MRI. So for a size target the encoder also codes the scan
+//! as a transform stream (`crate::residual::encode_transform`, residual stream version 3)
+//! beside the smallest field (which the file's format needs and which still previews the scan
+//! on other grids), the base step searched so the file lands on the target, and keeps it when
+//! it beats the other files (`hybrid::best_at_size`).
+//!
+//! Geometry: slices are transformed across (3D) unless they lie more than
+//! `TransformSettings::anisotropy_limit` times further apart than the in-plane spacing
+//! (thick-slice CT), then each slice is coded on its own (2D). Frames are never transformed
+//! across: each frame is its own block, one chunk per frame group of slices, so a slice of
+//! one frame decodes from that frame's chunk alone.
+
+use super::{EncodeError, Fit};
+use crate::codec::payload::MinrFile;
+use crate::residual::{encode_transform, Kind, Options, TransformOptions};
+
+/// How a transform file was made, for the report and `meta`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TransformChoice {
+    /// The base quantizer step (stored units).
+    pub base_step: f64,
+    /// Wavelet levels along x, y, z.
+    pub levels: [u8; 3],
+    /// Slices per chunk.
+    pub chunk_slices: usize,
+}
+
+/// A file tried at one step, with its size.
+struct Trial {
+    file: MinrFile,
+    choice: TransformChoice,
+    bytes: usize,
+}
+
+/// The first step tried, as a fraction of the scan's range (about 1 bpv on 16-bit CT).
+const FIRST_STEP_FRACTION: f64 = 1.0 / 256.0;
+/// Steps tried are within `range · [MIN_STEP_FRACTION, MAX_STEP_FRACTION]`: below, the file is
+/// near lossless and a finer step only grows it; above, everything quantizes to the mean.
+const MIN_STEP_FRACTION: f64 = 1e-7;
+const MAX_STEP_FRACTION: f64 = 64.0;
+
+impl Fit<'_> {
+    /// The wavelet levels and chunking for a scan of voxel `spacing`.
+    fn transform_geometry(&self, spacing: [f64; 4]) -> ([u8; 3], usize) {
+        let s = &self.settings.transform;
+        let in_plane = spacing[0].abs().max(spacing[1].abs());
+        // NaN spacing (an unset header) counts as isotropic.
+        let thick = spacing[2].abs() > s.anisotropy_limit * in_plane;
+        if thick {
+            ([s.levels_in_plane, s.levels_in_plane, 0], s.chunk_slices_2d)
+        } else {
+            let l = s.levels_in_plane;
+            ([l, l, s.levels_through], s.chunk_slices_3d)
+        }
+    }
+
+    /// The transform file of at most `target` bytes (and at least the size floor when the
+    /// search gets there), built on the smallest version of `lossy`'s field; `None` when the
+    /// layer is disabled or not even the coarsest step fits.
+    pub(super) fn transform_at_size(
+        &self,
+        lossy: &MinrFile,
+        target: usize,
+        kind: Kind,
+        spacing: [f64; 4],
+    ) -> Result<Option<(MinrFile, TransformChoice)>, EncodeError> {
+        let s = &self.settings.transform;
+        if !s.enabled {
+            return Ok(None);
+        }
+        let mut base = self.smallest(lossy)?;
+        base.residual = None;
+        let (levels, chunk_slices) = self.transform_geometry(spacing);
+        let options = Options {
+            chunk_z: chunk_slices.min(self.shape[2]),
+            chunk_t: 1,
+        };
+        let trial = |base_step: f64| -> Result<Trial, EncodeError> {
+            let transform = TransformOptions {
+                levels,
+                base_step,
+                rounding: s.rounding,
+            };
+            let stream = encode_transform(self.data, None, self.shape, kind, &transform, &options)?;
+            let choice = TransformChoice {
+                base_step,
+                levels,
+                chunk_slices: options.chunk_z,
+            };
+            let mut file = base.clone();
+            file.residual = Some(stream);
+            file.meta = Some(self.transform_meta(&choice));
+            let bytes = file.to_bytes()?.len();
+            Ok(Trial {
+                file,
+                choice,
+                bytes,
+            })
+        };
+        let range = self.stored_range().max(f64::MIN_POSITIVE);
+        let floor = (self.settings.rate.size_floor * target as f64).ceil() as usize;
+        // Bracket: `hi` fits, `lo` does not (or is the finest step tried).
+        let mut step = range * FIRST_STEP_FRACTION;
+        let mut t = trial(step)?;
+        let (mut lo, mut hi, mut fits);
+        if t.bytes <= target {
+            fits = t;
+            hi = step;
+            loop {
+                step /= 4.0;
+                if step < range * MIN_STEP_FRACTION {
+                    return Ok(Some((fits.file, fits.choice)));
+                }
+                t = trial(step)?;
+                if t.bytes > target {
+                    lo = step;
+                    break;
+                }
+                (fits, hi) = (t, step);
+            }
+        } else {
+            lo = step;
+            loop {
+                step *= 4.0;
+                if step > range * MAX_STEP_FRACTION {
+                    return Ok(None);
+                }
+                t = trial(step)?;
+                if t.bytes <= target {
+                    (fits, hi) = (t, step);
+                    break;
+                }
+                lo = step;
+            }
+        }
+        for _ in 0..s.search_iterations {
+            if fits.bytes >= floor {
+                break;
+            }
+            let mid = (lo * hi).sqrt();
+            let t = trial(mid)?;
+            if t.bytes <= target {
+                (fits, hi) = (t, mid);
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(Some((fits.file, fits.choice)))
+    }
+
+    /// `meta` of a transform file: the run's own, plus how the layer was set.
+    fn transform_meta(&self, choice: &TransformChoice) -> String {
+        let mut meta: serde_json::Value =
+            serde_json::from_str(self.meta).unwrap_or_else(|_| serde_json::json!({}));
+        meta["transform"] = serde_json::json!(choice);
+        meta.to_string()
+    }
+}
