@@ -68,6 +68,7 @@ fn modes(a: &Args) -> Vec<(String, EncodeOptions)> {
     let mut field_alone = base.clone();
     field_alone.target = RateTarget::BitsPerVoxel(a.bpv);
     field_alone.settings.rate.lossy_residual = false;
+    field_alone.settings.transform.enabled = false;
     vec![
         (format!("lossy --bpv {}, field alone", a.bpv), field_alone),
         (

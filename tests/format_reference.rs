@@ -35,6 +35,8 @@ use std::path::Path;
 
 #[path = "format_reference/residual.rs"]
 mod residual;
+#[path = "format_reference/transform.rs"]
+mod transform;
 
 use medinr::decoder::Decoder;
 #[cfg(feature = "train")]
@@ -135,7 +137,7 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
     r.pos = 8;
     let major = r.u16("major")?;
     let _minor = r.u16("minor")?;
-    if !(1..=3).contains(&major) {
+    if !(1..=4).contains(&major) {
         return Err(format!("format {major}.x"));
     }
     let mut sections: Sections<'_> = Vec::new();
@@ -177,6 +179,9 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
             }
             if &tag == b"MEAN" && major < 3 {
                 return Err("MEAN in a format 1.x or 2.x file".into());
+            }
+            if &tag == b"RESI" && major < 4 && payload.len() > 4 && payload[..5] == *b"MIRS\x03" {
+                return Err("a transform stream in a format 1.x–3.x file".into());
             }
             if sections.iter().any(|(t, _)| *t == tag) {
                 return Err("duplicate critical section".into());
@@ -734,13 +739,14 @@ fn compare(ours: &[f32], theirs: &[f32]) -> Agreement {
 fn encode_file(path: &Path, bits_per_voxel: f64) -> Vec<u8> {
     let volume = read_nifti(path).unwrap();
     // The field alone (these checks are of the field chapter; at high rates the encoder would
-    // otherwise add a residual layer, which the RESI tests cover).
+    // otherwise add a residual or transform layer, which the RESI tests cover).
     let mut options = EncodeOptions {
         target: RateTarget::BitsPerVoxel(bits_per_voxel),
         effort: 0.05,
         ..Default::default()
     };
     options.settings.rate.lossy_residual = false;
+    options.settings.transform.enabled = false;
     let (file, _) = encode(&volume, &options, &mut Silent).unwrap();
     file.to_bytes().unwrap()
 }
@@ -1477,11 +1483,14 @@ fn write_residual_fixtures() {
 fn write_with_field(f: &ResidualFixture, input: &Path, output: &str, cz: usize, ct: usize) {
     use medinr::residual::{encode_roi, encode_with, Kind, Mode, Options, Roi};
     let volume = read_nifti(input).unwrap();
-    let options = EncodeOptions {
+    let mut options = EncodeOptions {
         target: RateTarget::BitsPerVoxel(2.0),
         effort: 0.2,
         ..Default::default()
     };
+    // The field alone: its prediction is what the residual is coded against.
+    options.settings.rate.lossy_residual = false;
+    options.settings.transform.enabled = false;
     let (mut file, _) = encode(&volume, &options, &mut Silent).unwrap();
     let prediction = Decoder::from_file(file.clone(), 0)
         .unwrap()
@@ -1891,4 +1900,165 @@ fn both_decoders_agree_on_damaged_chunks_with_valid_crcs() {
         }
     }
     println!("{refused} refused by both, {decoded} decoded alike");
+}
+
+/// A transform stream of `data` made by medinr, decoded chunk by chunk by both decoders
+/// (`chunks`: which ones), every value compared bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn check_transform_stream(
+    name: &str,
+    data: &[f32],
+    prediction: Option<&[f32]>,
+    shape: [usize; 4],
+    kind: medinr::residual::Kind,
+    transform: medinr::residual::TransformOptions,
+    options: medinr::residual::Options,
+    chunks: std::ops::Range<usize>,
+) {
+    use medinr::residual::{encode_transform, ChunkRegion, Reader, ResidualError};
+    let gather = |region: &ChunkRegion| -> Result<Vec<f32>, ResidualError> {
+        let p = prediction.unwrap();
+        let slice = shape[0] * shape[1];
+        Ok(region
+            .t
+            .clone()
+            .flat_map(|t| region.z.clone().map(move |z| (t * shape[2] + z) * slice))
+            .flat_map(|s| p[s..s + slice].iter().copied())
+            .collect())
+    };
+    let predict: Option<medinr::residual::ChunkPrediction> =
+        prediction.is_some().then_some(&gather);
+    let bytes = encode_transform(&data, predict, shape, kind, &transform, &options).unwrap();
+    let stream = residual::Stream::parse(&bytes).unwrap();
+    assert_eq!((stream.version, stream.levels), (3, Some(transform.levels)));
+    let theirs = Reader::open(&bytes).unwrap();
+    let mut voxels = 0;
+    for c in chunks {
+        let region = theirs.chunk_region(c).unwrap();
+        let p = prediction.map(|_| gather(&region).unwrap());
+        let ours = stream.decode_chunk(c, p.as_deref()).unwrap().values;
+        let medinr = theirs.decode_chunk(c, p.as_deref()).unwrap();
+        let a = compare(&ours, &medinr);
+        assert!(
+            a.identical == ours.len(),
+            "{name} chunk {c}: {} of {} values differ, first {:?}",
+            ours.len() - a.identical,
+            ours.len(),
+            a.first_difference
+        );
+        voxels += ours.len();
+    }
+    println!("{name}: {} bytes, {voxels} voxels identical", bytes.len());
+}
+
+#[test]
+fn reference_transform_decoder_matches_medinr() {
+    use medinr::residual::{Kind, Options, TransformOptions};
+    let mri = read_nifti(Path::new("data/mri_small_bigendian_i16.nii")).unwrap();
+    let (shape, data) = (mri.shape(), mri.data.to_f32());
+    let kind = Kind::Integer {
+        min: -32768,
+        max: 32767,
+    };
+    let t = |levels: [u8; 3], base_step: f64| TransformOptions {
+        levels,
+        base_step,
+        rounding: 0.4,
+    };
+    let whole = Options {
+        chunk_z: 64,
+        chunk_t: 1,
+    };
+    // 3D, the whole scan one block, at a coarse and a fine step.
+    for step in [2.0, 40.0] {
+        check_transform_stream(
+            "mri 3D",
+            &data,
+            None,
+            shape,
+            kind,
+            t([5, 5, 5], step),
+            whole,
+            0..1,
+        );
+    }
+    // Chunks of 8 slices against a prediction (a smoothed copy of the scan), unequal levels.
+    let smooth: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v + data[i.saturating_sub(1)]) / 2.0)
+        .map(f32::round)
+        .collect();
+    let eight = Options {
+        chunk_z: 8,
+        chunk_t: 1,
+    };
+    check_transform_stream(
+        "mri against a prediction",
+        &data,
+        Some(&smooth),
+        shape,
+        kind,
+        t([4, 2, 1], 6.0),
+        eight,
+        0..4,
+    );
+    // A 4D float series, four frames per chunk (blocks frame after frame).
+    let fmri = read_nifti(Path::new("data/fmri_small_4d_f64.nii")).unwrap();
+    let fdata: Vec<f32> = fmri.data.to_f32().iter().map(|v| v * 0.37).collect();
+    check_transform_stream(
+        "fmri f32",
+        &fdata,
+        None,
+        fmri.shape(),
+        Kind::Float,
+        t([2, 2, 1], 3.0),
+        Options {
+            chunk_z: 3,
+            chunk_t: 4,
+        },
+        0..5,
+    );
+    // The chest CT's first 16 slices, 2D (no levels along z) as medinr codes thick slices.
+    let ct = read_nifti(Path::new("data/ct_chest_lung2.nii.gz")).unwrap();
+    check_transform_stream(
+        "chest CT 2D",
+        &ct.data.to_f32(),
+        None,
+        ct.shape(),
+        Kind::Integer {
+            min: -1024,
+            max: 1671,
+        },
+        t([5, 5, 0], 20.0),
+        Options {
+            chunk_z: 16,
+            chunk_t: 1,
+        },
+        0..1,
+    );
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn reference_decoder_matches_medinr_on_a_transform_file() {
+    // At 1 bpv medinr codes the small MRI with the transform layer (format 4.0): both
+    // decoders give the same voxels, and a 3.0 file with that stream is refused by both.
+    let volume = read_nifti(Path::new("data/mri_small_bigendian_i16.nii")).unwrap();
+    let options = EncodeOptions {
+        target: RateTarget::BitsPerVoxel(1.0),
+        effort: 0.05,
+        ..Default::default()
+    };
+    let (file, report) = encode(&volume, &options, &mut Silent).unwrap();
+    assert!(report.transform.is_some(), "no transform layer at 1 bpv");
+    let bytes = file.to_bytes().unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 4);
+    let (ours, theirs) = both_decoders(&bytes);
+    let (ours, theirs) = (ours.unwrap(), theirs.unwrap());
+    assert_eq!(compare(&ours, &theirs).identical, ours.len());
+    let mut older = bytes.clone();
+    older[8] = 3;
+    let (ours, theirs) = both_decoders(&older);
+    assert!(ours.is_err() && theirs.is_err(), "{ours:?} {theirs:?}");
 }

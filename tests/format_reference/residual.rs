@@ -30,6 +30,8 @@ pub struct Stream<'a> {
     pub lattice: f64,
     /// Version 2, informative.
     pub bounds: (f64, f64),
+    /// Version 3 (a transform stream): the wavelet levels along x, y, z.
+    pub levels: Option<[u8; 3]>,
     /// Per chunk: its bytes and its stored CRC.
     chunks: Vec<(&'a [u8], u32)>,
 }
@@ -60,6 +62,7 @@ impl<'a> Stream<'a> {
         let h = match version {
             1 => 56,
             2 => 80,
+            3 => 64,
             v => return Err(format!("residual stream version {v} is not supported")),
         };
         if bytes.len() < h {
@@ -76,7 +79,11 @@ impl<'a> Stream<'a> {
         let has_field = flags & 1 != 0;
         let roi = flags & 2 != 0;
         let shared_mask = flags & 4 != 0;
-        if flags & 0xF8 != 0 || roi != (version == 2) || (shared_mask && version != 2) {
+        if flags & 0xF8 != 0
+            || roi != (version == 2)
+            || (shared_mask && version != 2)
+            || (version == 3 && flags & !1 != 0)
+        {
             return Err(format!("flags {flags:#04x} in version {version}"));
         }
         if reserved != 0 {
@@ -95,6 +102,21 @@ impl<'a> Stream<'a> {
             (r.u64("d_out")?, r.f64("bound_in")?, r.f64("bound_out")?)
         } else {
             (0, 0.0, 0.0)
+        };
+        let levels = if version == 3 {
+            let levels = [r.u8("Lx")?, r.u8("Ly")?, r.u8("Lz")?];
+            let reserved = r.u8("reserved")?;
+            let step = r.f32("base step")?;
+            if levels.iter().any(|&l| l > 12) || reserved != 0 || !(step.is_finite() && step > 0.0)
+            {
+                return Err("transform extension".into());
+            }
+            if domain == LATTICE || bound != 0 {
+                return Err("a transform stream has no bound".into());
+            }
+            Some(levels)
+        } else {
+            None
         };
         assert_eq!(r.pos, h);
         if shape.contains(&0) {
@@ -191,6 +213,7 @@ impl<'a> Stream<'a> {
             d_out: d_out as i64,
             lattice,
             bounds: (bound_in, bound_out),
+            levels,
             chunks,
         })
     }
@@ -253,6 +276,26 @@ impl<'a> Stream<'a> {
         let (z0, z1, t0, t1) = self.chunk_region(c);
         let (nx, ny, cz, ct) = (self.shape[0], self.shape[1], z1 - z0, t1 - t0);
         let n = nx * ny * cz * ct;
+        if let Some(levels) = self.levels {
+            if self.has_field != prediction.is_some() {
+                return Err("a field prediction exactly when the stream has one".into());
+            }
+            let integer = (self.domain == INTEGER).then_some((self.lo, self.hi));
+            let values = super::transform::decode_chunk(
+                bytes,
+                [nx, ny, cz],
+                ct,
+                levels,
+                integer,
+                prediction,
+            )
+            .map_err(|e| format!("chunk {c}: {e}"))?;
+            return Ok(Chunk {
+                values,
+                mask: None,
+                escaped: 0,
+            });
+        }
         let p: Option<Vec<i64>> = match (self.has_field, prediction) {
             (true, Some(p)) => {
                 assert_eq!(p.len(), n);
@@ -519,7 +562,7 @@ impl Model {
 }
 
 #[derive(Clone)]
-struct Class {
+pub(crate) struct Class {
     zero: Model,
     sign: Model,
     escape: Model,
@@ -528,7 +571,7 @@ struct Class {
 }
 
 impl Class {
-    fn new() -> Class {
+    pub(crate) fn new() -> Class {
         Class {
             zero: Model::new(),
             sign: Model::new(),
@@ -540,7 +583,7 @@ impl Class {
 }
 
 /// Chapter "Binarisation of `k`".
-fn decode_k(rc: &mut RangeDecoder, m: &mut Class) -> i64 {
+pub(crate) fn decode_k(rc: &mut RangeDecoder, m: &mut Class) -> i64 {
     if rc.bit(&mut m.zero) == 0 {
         return 0;
     }
@@ -569,7 +612,7 @@ fn decode_k(rc: &mut RangeDecoder, m: &mut Class) -> i64 {
     }
 }
 
-struct RangeDecoder<'a> {
+pub(crate) struct RangeDecoder<'a> {
     b: &'a [u8],
     pos: usize,
     code: u32,
@@ -578,7 +621,7 @@ struct RangeDecoder<'a> {
 }
 
 impl<'a> RangeDecoder<'a> {
-    fn new(b: &'a [u8]) -> Result<Self, String> {
+    pub(crate) fn new(b: &'a [u8]) -> Result<Self, String> {
         if b.len() < 5 || b[0] != 0 {
             return Err("chunk shorter than 5 bytes or first byte not 0".into());
         }
@@ -638,7 +681,7 @@ impl<'a> RangeDecoder<'a> {
         bit
     }
 
-    fn finish(&self) -> Result<(), String> {
+    pub(crate) fn finish(&self) -> Result<(), String> {
         if self.overrun {
             Err("read past the end of the chunk".into())
         } else if self.pos != self.b.len() {
