@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --bin transform_probe -- [--steps 4,8,16] [--chunk-z N]
-//!     [--levels LX,LY,LZ] [--rounding R] scan.nii.gz ...
+//!     [--levels LX,LY,LZ] [--rounding R] [--outlier-sigmas K] [--outliers] scan.nii.gz ...
 //! ```
 //!
 //! Each scan is coded as a transform stream with no field (`residual::encode_transform`):
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use medinr::residual::{self, Kind, Options, TransformOptions};
+use medinr::residual::{self, Kind, Options, OutlierBound, TransformOptions};
 use medinr::volume::read_nifti;
 
 fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>>
@@ -32,6 +32,8 @@ fn main() -> Result<()> {
     let mut chunk_z = 16usize;
     let mut levels = vec![5u8, 5, 1];
     let mut rounding = 0.5f64;
+    let mut outliers = false;
+    let mut sigmas = 0.0f64;
     let mut scans = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -41,6 +43,8 @@ fn main() -> Result<()> {
             "--chunk-z" => chunk_z = value()?.parse()?,
             "--levels" => levels = list(&value()?)?,
             "--rounding" => rounding = value()?.parse()?,
+            "--outliers" => outliers = true,
+            "--outlier-sigmas" => sigmas = value()?.parse()?,
             _ if arg.starts_with("--") => bail!("unknown option {arg}"),
             _ => scans.push(PathBuf::from(arg)),
         }
@@ -60,6 +64,11 @@ fn main() -> Result<()> {
             levels: [levels[0], levels[1], levels[2]],
             base_step,
             rounding,
+            outliers: if sigmas > 0.0 {
+                OutlierBound::Sigmas(sigmas)
+            } else {
+                OutlierBound::None
+            },
         };
         let options = Options {
             chunk_z: chunk_z.min(nz),
@@ -90,6 +99,23 @@ fn main() -> Result<()> {
                 "| {name} | {chunk_z} | {levels:?} | {rounding} | {step} | {:.4} | {psnr:.2} | {maxe} | {enc_s:.1} | {dec_s:.1} |",
                 bytes as f64 * 8.0 / n
             );
+            if outliers {
+                // Voxels beyond multiples of the RMSE: what an outlier list would carry.
+                let rmse = (se / n).sqrt();
+                let counts: Vec<String> = [3.0, 4.0, 5.0, 6.0, 8.0]
+                    .iter()
+                    .map(|k| {
+                        let t = k * rmse;
+                        let c = decoded
+                            .iter()
+                            .zip(&orig)
+                            .filter(|(r, o)| ((*r - *o) as f64).abs() > t)
+                            .count();
+                        format!("{k}σ={t:.1}: {c}")
+                    })
+                    .collect();
+                println!("  outliers: {}", counts.join(", "));
+            }
         }
     }
     Ok(())

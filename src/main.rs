@@ -935,10 +935,14 @@ fn compress(a: CompressArgs) -> Result<(), Failure> {
         );
         if let Some(t) = &report.transform {
             println!(
-                "  smallest field + wavelet transform layer ({} bytes, levels {:?}, step {:.4}): it beat the field alone and the field plus a residual at this size",
+                "  smallest field + wavelet transform layer ({} bytes, levels {:?}, step {:.4}{}): it beat the field alone and the field plus a residual at this size",
                 report.residual_bytes.unwrap_or(0),
                 t.levels,
-                t.base_step
+                t.base_step,
+                match t.max_error {
+                    Some(d) => format!(", every voxel within {d} of the original"),
+                    None => String::new(),
+                }
             );
         }
         if let Some(h) = &report.lossy_residual {

@@ -170,6 +170,7 @@ pub fn summary(
                 v["transform"] = serde_json::json!({
                     "levels": t.levels,
                     "base_step": t.base_step,
+                    "max_error": t.outlier_bound,
                 });
             }
             if let Some(roi) = reader.header().roi {

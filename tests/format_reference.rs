@@ -1953,7 +1953,7 @@ fn check_transform_stream(
 
 #[test]
 fn reference_transform_decoder_matches_medinr() {
-    use medinr::residual::{Kind, Options, TransformOptions};
+    use medinr::residual::{Kind, Options, OutlierBound, TransformOptions};
     let mri = read_nifti(Path::new("data/mri_small_bigendian_i16.nii")).unwrap();
     let (shape, data) = (mri.shape(), mri.data.to_f32());
     let kind = Kind::Integer {
@@ -1964,6 +1964,7 @@ fn reference_transform_decoder_matches_medinr() {
         levels,
         base_step,
         rounding: 0.4,
+        outliers: OutlierBound::None,
     };
     let whole = Options {
         chunk_z: 64,

@@ -414,6 +414,7 @@ pub fn encode(
             }
             LossyLayer::Transform(c) => {
                 residual_uses_field = Some(false);
+                ctx.guarantee = c.max_error;
                 transform = Some(c);
             }
             LossyLayer::FieldAlone => {}

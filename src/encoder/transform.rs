@@ -16,7 +16,7 @@
 
 use super::{EncodeError, Fit};
 use crate::codec::payload::MinrFile;
-use crate::residual::{encode_transform, Kind, Options, TransformOptions};
+use crate::residual::{encode_transform, Kind, Options, OutlierBound, TransformOptions};
 
 /// How a transform file was made, for the report and `meta`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -25,6 +25,8 @@ pub struct TransformChoice {
     pub base_step: f64,
     /// Wavelet levels along x, y, z.
     pub levels: [u8; 3],
+    /// The worst-case error the outlier lists guarantee (integer scans), stored units.
+    pub max_error: Option<f64>,
     /// Slices per chunk.
     pub chunk_slices: usize,
 }
@@ -79,16 +81,29 @@ impl Fit<'_> {
             chunk_z: chunk_slices.min(self.shape[2]),
             chunk_t: 1,
         };
+        let outliers = match kind {
+            Kind::Integer { .. } if s.outlier_sigmas > 0.0 => {
+                OutlierBound::Sigmas(s.outlier_sigmas)
+            }
+            _ => OutlierBound::None,
+        };
         let trial = |base_step: f64| -> Result<Trial, EncodeError> {
             let transform = TransformOptions {
                 levels,
                 base_step,
                 rounding: s.rounding,
+                outliers,
             };
             let stream = encode_transform(self.data, None, self.shape, kind, &transform, &options)?;
+            let max_error = crate::residual::Reader::open(&stream)?
+                .header()
+                .transform
+                .and_then(|t| t.outlier_bound)
+                .map(f64::from);
             let choice = TransformChoice {
                 base_step,
                 levels,
+                max_error,
                 chunk_slices: options.chunk_z,
             };
             let mut file = base.clone();
@@ -157,6 +172,9 @@ impl Fit<'_> {
         let mut meta: serde_json::Value =
             serde_json::from_str(self.meta).unwrap_or_else(|_| serde_json::json!({}));
         meta["transform"] = serde_json::json!(choice);
+        if let Some(d) = choice.max_error {
+            meta["bound"] = serde_json::json!({ "MaxError": d });
+        }
         meta.to_string()
     }
 }

@@ -42,7 +42,7 @@ mod tests;
 pub use domain::Domain;
 pub use error::ResidualError;
 pub use stream::{ChunkRegion, RoiHeader, StreamHeader, TransformHeader};
-pub use transform::TransformOptions;
+pub use transform::{OutlierBound, TransformOptions};
 
 use crate::volume::{DataType, Voxels};
 
@@ -509,6 +509,15 @@ fn code_all(
     header: &StreamHeader,
     code_chunk: &(dyn Fn(usize) -> Result<Vec<u8>, ResidualError> + Sync),
 ) -> Result<Vec<u8>, ResidualError> {
+    let chunks = code_chunks(header, code_chunk)?;
+    assemble(header, &chunks)
+}
+
+/// Every chunk of `header`'s grid coded by `code_chunk`, in order.
+fn code_chunks(
+    header: &StreamHeader,
+    code_chunk: &(dyn Fn(usize) -> Result<Vec<u8>, ResidualError> + Sync),
+) -> Result<Vec<Vec<u8>>, ResidualError> {
     let shape = header.shape;
     // Chunks in parallel, but no more at once than the memory budget holds: a chunk of a
     // large series is millions of voxels, and a many-core machine would otherwise hold one
@@ -524,12 +533,16 @@ fn code_all(
             .collect::<Result<_, ResidualError>>()?;
         chunks.extend(coded);
     }
+    Ok(chunks)
+}
 
+/// The stream: header, chunk table, chunks.
+fn assemble(header: &StreamHeader, chunks: &[Vec<u8>]) -> Result<Vec<u8>, ResidualError> {
     let mut out =
         Vec::with_capacity(header.bytes() + chunks.iter().map(|c| c.len() + 8).sum::<usize>());
     header.write(&mut out);
-    stream::write_table(&mut out, &chunks)?;
-    for c in &chunks {
+    stream::write_table(&mut out, chunks)?;
+    for c in chunks {
         out.extend_from_slice(c);
     }
     Ok(out)
@@ -563,16 +576,31 @@ pub fn encode_transform(
     if options.chunk_z == 0 || options.chunk_t == 0 {
         return Err(ResidualError::InvalidChunkSize(0));
     }
-    let t = TransformHeader {
+    let integer = matches!(domain, Domain::Integer { .. });
+    let outlier_bound = match transform.outliers {
+        OutlierBound::None => None,
+        _ if !integer => {
+            return Err(ResidualError::Invalid(
+                "outlier lists (a worst-case error) need an integer scan",
+            ))
+        }
+        OutlierBound::Fixed(b) => Some(b.min(transform::MAX_OUTLIER_BOUND)),
+        OutlierBound::Sigmas(k) if k.is_finite() && k > 0.0 => Some(0),
+        OutlierBound::Sigmas(_) => {
+            return Err(ResidualError::Invalid("outlier sigmas must be positive"))
+        }
+    };
+    let mut t = TransformHeader {
         levels: transform.levels,
         base_step: transform.base_step as f32,
+        outlier_bound,
     };
     if !(transform.rounding.is_finite() && (0.0..=0.5).contains(&transform.rounding)) {
         return Err(ResidualError::Invalid(
             "transform rounding must be in [0, 0.5]",
         ));
     }
-    let header = StreamHeader {
+    let mut header = StreamHeader {
         shape,
         domain,
         uses_field: prediction.is_some(),
@@ -584,13 +612,25 @@ pub fn encode_transform(
     header.validate()?;
     let total: usize = shape.iter().product();
     check_len("original", original.len(), total)?;
+    // The stream's bound is the largest of its blocks' (known once they are coded).
+    let largest = std::sync::atomic::AtomicU32::new(0);
     let code_chunk = |c: usize| -> Result<Vec<u8>, ResidualError> {
         let region = header.chunk_region(c);
         let cs = chunk_shape(&header, &region);
         let (raw, offset, pred) = read_chunk(original, prediction, &header, &region)?;
-        transform::encode_chunk(&raw, pred.as_deref(), &t, cs, transform, |i| offset[i])
+        let (bytes, bound) =
+            transform::encode_chunk(&raw, pred.as_deref(), &t, cs, transform, domain, |i| {
+                offset[i]
+            })?;
+        largest.fetch_max(bound, std::sync::atomic::Ordering::Relaxed);
+        Ok(bytes)
     };
-    code_all(&header, &code_chunk)
+    let chunks = code_chunks(&header, &code_chunk)?;
+    if let Some(b) = &mut t.outlier_bound {
+        *b = largest.into_inner();
+    }
+    header.transform = Some(t);
+    assemble(&header, &chunks)
 }
 
 /// Whether `bytes` starts like a transform stream (stream version 3), which needs format 4.0

@@ -41,6 +41,8 @@ const DOMAIN_FLOAT_BITS: u8 = 2;
 const FLAG_FIELD: u8 = 1;
 const FLAG_ROI: u8 = 2;
 const FLAG_SHARED_MASK: u8 = 4;
+/// Version 3: the blocks carry outlier lists (bit 1, the ROI bit of version 2).
+const FLAG_OUTLIERS: u8 = 2;
 
 /// The region-of-interest part of a version-2 header: a second, looser bound outside a mask
 /// that every chunk codes before its residuals.
@@ -68,6 +70,10 @@ pub struct TransformHeader {
     /// The base quantizer step the encoder chose (informative: every band's step is in the
     /// chunks; > 0 and finite).
     pub base_step: f32,
+    /// Integer domain with outlier lists (flag bit 1): every block ends with one, and every
+    /// decoded voxel is within this many stored units of the original (the header's bound
+    /// field holds it; each block's own bound is at most it).
+    pub outlier_bound: Option<u32>,
 }
 
 /// The header: what the stream codes and how it is cut into chunks.
@@ -191,6 +197,14 @@ impl StreamHeader {
             {
                 return Err(ResidualError::Invalid("invalid transform parameters"));
             }
+            let integer = matches!(self.domain, Domain::Integer { .. });
+            if t.outlier_bound
+                .is_some_and(|b| !integer || b > super::transform::MAX_OUTLIER_BOUND)
+            {
+                return Err(ResidualError::Invalid(
+                    "outlier lists need the integer domain and a bound of at most 2^30",
+                ));
+            }
         }
         if let Some(roi) = &self.roi {
             let d = self.domain.d();
@@ -230,12 +244,21 @@ impl StreamHeader {
 
     /// Appends the header bytes (56, or 80 with a region of interest).
     pub fn write(&self, out: &mut Vec<u8>) {
+        let outlier_bound = self.transform.and_then(|t| t.outlier_bound);
         let (code, lo, hi, bound) = match self.domain {
-            Domain::Integer { lo, hi, d } => (DOMAIN_INTEGER, lo, hi, d as u64),
+            Domain::Integer { lo, hi, d } => (
+                DOMAIN_INTEGER,
+                lo,
+                hi,
+                outlier_bound.map_or(d as u64, u64::from),
+            ),
             Domain::FloatLattice { bound } => (DOMAIN_FLOAT_LATTICE, 0, 0, bound.to_bits()),
             Domain::FloatBits => (DOMAIN_FLOAT_BITS, 0, 0, 0),
         };
         let mut flags = if self.uses_field { FLAG_FIELD } else { 0 };
+        if outlier_bound.is_some() {
+            flags |= FLAG_OUTLIERS;
+        }
         if let Some(roi) = &self.roi {
             flags |= FLAG_ROI;
             if roi.shared_mask {
@@ -298,13 +321,26 @@ impl StreamHeader {
         // and the shared-mask flag.
         let known = if has_roi {
             FLAG_FIELD | FLAG_ROI | FLAG_SHARED_MASK
+        } else if has_transform {
+            FLAG_FIELD | FLAG_OUTLIERS
         } else {
             FLAG_FIELD
         };
-        if flags & !known != 0 || (flags & FLAG_ROI != 0) != has_roi || bytes[7] != 0 {
+        let roi_flag = flags & FLAG_ROI != 0 && !has_transform;
+        if flags & !known != 0 || roi_flag != has_roi || bytes[7] != 0 {
             return Err(ResidualError::Invalid("unknown flags"));
         }
-        let (lo, hi, bound) = (u64_at(32) as i64, u64_at(40) as i64, u64_at(48));
+        let (lo, hi, mut bound) = (u64_at(32) as i64, u64_at(40) as i64, u64_at(48));
+        // A transform stream's bound field is its outlier bound (flag bit 1), else 0.
+        let outliers = has_transform && flags & FLAG_OUTLIERS != 0;
+        let outlier_bound = if outliers {
+            let b = u32::try_from(bound)
+                .map_err(|_| ResidualError::Invalid("outlier bound too large"))?;
+            bound = 0;
+            Some(b)
+        } else {
+            None
+        };
         let domain = match code {
             DOMAIN_INTEGER => {
                 if bound > MAX_BOUND as u64 {
@@ -341,6 +377,7 @@ impl StreamHeader {
             transform: has_transform.then(|| TransformHeader {
                 levels: [bytes[56], bytes[57], bytes[58]],
                 base_step: f32::from_bits(u32_at(60)),
+                outlier_bound,
             }),
         };
         if has_transform && bytes[59] != 0 {

@@ -931,6 +931,7 @@ fn transform_options(base_step: f64) -> TransformOptions {
         levels: [3, 3, 2],
         base_step,
         rounding: 0.4,
+        outliers: OutlierBound::None,
     }
 }
 
@@ -1107,4 +1108,88 @@ fn corrupt_or_inconsistent_transform_streams_are_refused() {
     let crc = crc32fast::hash(&b[..table_end]);
     b[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(decode(&b, None), Err(ResidualError::CorruptChunk(0)));
+}
+
+#[test]
+fn outlier_lists_bound_every_voxel_of_a_transform_stream() {
+    let shape = [40, 33, 9, 2];
+    let (orig, _) = synthetic(shape, -1000, 3000, 11);
+    let kind = Kind::Integer {
+        min: -1000,
+        max: 3000,
+    };
+    let o = Options {
+        chunk_z: 4,
+        chunk_t: 1,
+    };
+    let data: &[f32] = &orig;
+    let plain = encode_transform(&data, None, shape, kind, &transform_options(60.0), &o).unwrap();
+    let plain_error = max_error(&decode(&plain, None).unwrap(), &orig);
+    for bound in [0u32, 3, 20] {
+        let t = TransformOptions {
+            outliers: OutlierBound::Fixed(bound),
+            ..transform_options(60.0)
+        };
+        let bytes = encode_transform(&data, None, shape, kind, &t, &o).unwrap();
+        let reader = Reader::open(&bytes).unwrap();
+        assert_eq!(
+            reader.header().transform.unwrap().outlier_bound,
+            Some(bound)
+        );
+        let decoded = reader.decode_all(None).unwrap();
+        let e = max_error(&decoded, &orig);
+        assert!(e <= bound as f64, "bound {bound}: max error {e}");
+        assert!(
+            plain_error > bound as f64,
+            "the plain stream is already within {bound}"
+        );
+        // Every chunk alone too.
+        for c in 0..reader.chunk_count() {
+            let region = reader.chunk_region(c).unwrap();
+            let part = reader.decode_chunk(c, None).unwrap();
+            let expected: Vec<f32> = region_ranges(shape, &region)
+                .flat_map(|r| decoded[r].iter().copied())
+                .collect();
+            assert_eq!(part, expected);
+        }
+    }
+    // Per block k·RMSE: the header's bound is the largest block's and holds everywhere.
+    let t = TransformOptions {
+        outliers: OutlierBound::Sigmas(3.0),
+        ..transform_options(60.0)
+    };
+    let bytes = encode_transform(&data, None, shape, kind, &t, &o).unwrap();
+    let bound = Reader::open(&bytes)
+        .unwrap()
+        .header()
+        .transform
+        .unwrap()
+        .outlier_bound
+        .unwrap();
+    let e = max_error(&decode(&bytes, None).unwrap(), &orig);
+    assert!(
+        e <= bound as f64 && (bound as f64) < plain_error,
+        "{e} {bound} {plain_error}"
+    );
+    // Float scans have no outlier lists.
+    let t = TransformOptions {
+        outliers: OutlierBound::Fixed(1),
+        ..transform_options(1.0)
+    };
+    assert!(encode_transform(&data, None, shape, Kind::Float, &t, &o).is_err());
+    // A block bound above the header's is refused (header edited, CRCs fixed).
+    let t = TransformOptions {
+        outliers: OutlierBound::Fixed(5),
+        ..transform_options(60.0)
+    };
+    let mut b = encode_transform(&data, None, shape, kind, &t, &o).unwrap();
+    let chunks = Reader::open(&b).unwrap().chunk_count();
+    let table_end = stream::HEADER_BYTES + stream::TRANSFORM_EXTENSION_BYTES + 8 * chunks;
+    b[48..56].copy_from_slice(&4u64.to_le_bytes());
+    let crc = crc32fast::hash(&b[..table_end]);
+    b[table_end..table_end + 4].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        decode(&b, None),
+        Err(ResidualError::CorruptChunk(_))
+    ));
 }

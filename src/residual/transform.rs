@@ -16,7 +16,9 @@
 
 use super::engine::ChunkShape;
 use super::error::ResidualError;
+use super::rangecoder::{Decoder, Encoder};
 use super::subband::{self, BandQuantizer};
+use super::symbol::{self, SymbolModels};
 use super::wavelet::{self, Decomposition};
 use super::{Domain, TransformHeader};
 
@@ -31,7 +33,27 @@ pub struct TransformOptions {
     /// Dead-zone rounding of the quantizer, `q = ⌊|c|/step + rounding⌋` (0.5 is plain
     /// rounding; smaller widens the zero bin, which pays at these rates).
     pub rounding: f64,
+    /// Worst-case error of integer scans: voxels the transform leaves further off are
+    /// corrected by an outlier list (SPERR's idea), so every voxel is within the bound.
+    pub outliers: OutlierBound,
 }
+
+/// The worst-case error a transform stream of an integer scan guarantees.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OutlierBound {
+    /// No outlier list: the error is what the step gives.
+    None,
+    /// `|decoded − original| ≤ D` on every voxel (`D` a whole number ≥ 0).
+    Fixed(u32),
+    /// Per block, `D = ⌈k · RMSE⌉` of the block's own transform error: only the rare
+    /// voxels far in the error's tail are corrected, at a small cost in rate.
+    Sigmas(f64),
+}
+
+/// Model classes of the outlier list.
+const CLASS_COUNT: usize = 0;
+const CLASS_GAP: usize = 1;
+const CLASS_CORRECTION: usize = 2;
 
 /// Bytes of a block before its band table: the mean.
 const MEAN_BYTES: usize = 4;
@@ -79,9 +101,10 @@ pub(super) fn encode_block(
     prediction: Option<&[f32]>,
     d: Decomposition,
     steps: &[f32],
-    rounding: f64,
+    options: &TransformOptions,
+    domain: Domain,
     out: &mut Vec<u8>,
-) -> Result<(), usize> {
+) -> Result<u32, usize> {
     let mut coef: Vec<f64> = match prediction {
         Some(p) => values
             .iter()
@@ -98,7 +121,7 @@ pub(super) fn encode_block(
         *c -= mean as f64;
     }
     wavelet::forward(&mut coef, d);
-    let (q, quantizers) = subband::quantize_block(&coef, d, steps, rounding);
+    let (q, quantizers) = subband::quantize_block(&coef, d, steps, options.rounding);
     out.extend_from_slice(&mean.to_bits().to_le_bytes());
     for qz in &quantizers {
         out.extend_from_slice(&qz.step.to_bits().to_le_bytes());
@@ -107,7 +130,86 @@ pub(super) fn encode_block(
     let coded = subband::encode_block(&q, d);
     out.extend_from_slice(&(coded.len() as u32).to_le_bytes());
     out.extend_from_slice(&coded);
-    Ok(())
+    let Domain::Integer { lo, hi, .. } = domain else {
+        return Ok(0);
+    };
+    if options.outliers == OutlierBound::None {
+        return Ok(0);
+    }
+    // The decoder's reconstruction, then the voxels it leaves beyond the bound.
+    let recon = reconstruct(&q, &quantizers, d, mean, prediction, domain);
+    let bound = match options.outliers {
+        OutlierBound::Fixed(b) => b,
+        _ => {
+            let k = match options.outliers {
+                OutlierBound::Sigmas(k) => k,
+                _ => 0.0,
+            };
+            let se: f64 = recon
+                .iter()
+                .zip(values)
+                .map(|(&r, &v)| (r as f64 - v as f64).powi(2))
+                .sum();
+            let rmse = (se / values.len().max(1) as f64).sqrt();
+            (k * rmse).ceil().clamp(0.0, MAX_OUTLIER_BOUND as f64) as u32
+        }
+    };
+    let q_step = 2 * bound as i64 + 1;
+    let mut list = Vec::new();
+    for (i, (&r, &v)) in recon.iter().zip(values).enumerate() {
+        let e = v as f64 - r as f64;
+        if e.abs() > bound as f64 {
+            let m = ((e.abs() + bound as f64) / q_step as f64).floor() as i64;
+            let k = if e < 0.0 { -m } else { m };
+            debug_assert!(
+                (r as f64 + (k * q_step) as f64).clamp(lo as f64, hi as f64) - v as f64
+                    <= bound as f64
+            );
+            list.push((i, k));
+        }
+    }
+    let mut enc = Encoder::new();
+    let mut models = SymbolModels::default();
+    symbol::encode(&mut enc, &mut models, CLASS_COUNT, list.len() as i64);
+    let mut next = 0usize;
+    for &(i, k) in &list {
+        symbol::encode(&mut enc, &mut models, CLASS_GAP, (i - next) as i64);
+        symbol::encode(&mut enc, &mut models, CLASS_CORRECTION, k);
+        next = i + 1;
+    }
+    let coded = enc.finish();
+    out.extend_from_slice(&bound.to_le_bytes());
+    out.extend_from_slice(&(coded.len() as u32).to_le_bytes());
+    out.extend_from_slice(&coded);
+    Ok(bound)
+}
+
+/// Largest outlier bound a block may carry (a bound beyond any 33-bit range is pointless).
+pub const MAX_OUTLIER_BOUND: u32 = 1 << 30;
+
+/// The decoded values of a block from its quantized coefficients: dequantized, inverse
+/// transformed, plus mean and prediction, mapped to the domain.
+fn reconstruct(
+    q: &[i64],
+    quantizers: &[BandQuantizer],
+    d: Decomposition,
+    mean: f32,
+    prediction: Option<&[f32]>,
+    domain: Domain,
+) -> Vec<f32> {
+    let mut r = subband::dequantize_block(q, d, quantizers);
+    wavelet::inverse(&mut r, d);
+    let value = |i: usize, x: f64| -> f32 {
+        let x = match prediction {
+            Some(p) => p[i] as f64 + mean as f64 + x,
+            None => mean as f64 + x,
+        };
+        match domain {
+            Domain::Integer { lo, hi, .. } => x.round().clamp(lo as f64, hi as f64) as f32,
+            _ => x as f32,
+        }
+    };
+    r.iter().enumerate().map(|(i, &x)| value(i, x)).collect()
 }
 
 /// Decodes the block at `*pos` of `data` into stored values (advancing `pos`): the inverse
@@ -119,6 +221,7 @@ pub(super) fn decode_block(
     d: Decomposition,
     prediction: Option<&[f32]>,
     domain: Domain,
+    outlier_bound: Option<u32>,
 ) -> Option<Vec<f32>> {
     let bands = subband::bands(d);
     let mut take = |n: usize| -> Option<&[u8]> {
@@ -145,19 +248,38 @@ pub(super) fn decode_block(
     let len = take(LENGTH_BYTES)?;
     let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
     let q = subband::decode_block(take(len)?, d)?;
-    let mut r = subband::dequantize_block(&q, d, &quantizers);
-    wavelet::inverse(&mut r, d);
-    let value = |i: usize, x: f64| -> f32 {
-        let x = match prediction {
-            Some(p) => p[i] as f64 + mean as f64 + x,
-            None => mean as f64 + x,
-        };
-        match domain {
-            Domain::Integer { lo, hi, .. } => x.round().clamp(lo as f64, hi as f64) as f32,
-            _ => x as f32,
-        }
+    let mut values = reconstruct(&q, &quantizers, d, mean, prediction, domain);
+    let (Some(limit), Domain::Integer { lo, hi, .. }) = (outlier_bound, domain) else {
+        return Some(values);
     };
-    Some(r.iter().enumerate().map(|(i, &x)| value(i, x)).collect())
+    let b = take(LENGTH_BYTES)?;
+    let bound = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if bound > limit {
+        return None;
+    }
+    let len = take(LENGTH_BYTES)?;
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let mut dec = Decoder::new(take(len)?)?;
+    let mut models = SymbolModels::default();
+    let count = symbol::decode(&mut dec, &mut models, CLASS_COUNT);
+    if !(0..=values.len() as i64).contains(&count) {
+        return None;
+    }
+    let q_step = 2 * bound as i64 + 1;
+    let max_k = (hi - lo) / q_step + 1;
+    let mut next = 0usize;
+    for _ in 0..count {
+        let gap = symbol::decode(&mut dec, &mut models, CLASS_GAP);
+        let k = symbol::decode(&mut dec, &mut models, CLASS_CORRECTION);
+        let i = usize::try_from(gap).ok()?.checked_add(next)?;
+        if i >= values.len() || k == 0 || k.abs() > max_k {
+            return None;
+        }
+        let v = (values[i] as i64 + k * q_step).clamp(lo, hi);
+        values[i] = v as f32;
+        next = i + 1;
+    }
+    dec.finish().then_some(values)
 }
 
 /// Codes a chunk: its frames' blocks in order. `values` and `prediction` are in chunk order
@@ -168,25 +290,29 @@ pub(super) fn encode_chunk(
     header: &TransformHeader,
     cs: ChunkShape,
     options: &TransformOptions,
+    domain: Domain,
     index_of: impl Fn(usize) -> usize,
-) -> Result<Vec<u8>, ResidualError> {
+) -> Result<(Vec<u8>, u32), ResidualError> {
     let d = decomposition(header, cs);
     let steps = band_steps(d, options.base_step);
     let block = cs.nx * cs.ny * cs.nz;
     let mut out = Vec::new();
+    let mut bound = 0;
     for t in 0..cs.nt {
         let range = t * block..(t + 1) * block;
-        encode_block(
+        let b = encode_block(
             &values[range.clone()],
             prediction.map(|p| &p[range.clone()]),
             d,
             &steps,
-            options.rounding,
+            options,
+            domain,
             &mut out,
         )
         .map_err(|i| ResidualError::NonFinite(index_of(range.start + i)))?;
+        bound = bound.max(b);
     }
-    Ok(out)
+    Ok((out, bound))
 }
 
 /// Decodes chunk `index` (its bytes `data`, CRC already checked) into stored values in chunk
@@ -205,8 +331,8 @@ pub(super) fn decode_chunk(
     let mut pos = 0;
     for t in 0..cs.nt {
         let p = prediction.map(|p| &p[t * block..(t + 1) * block]);
-        let values =
-            decode_block(data, &mut pos, d, p, domain).ok_or(ResidualError::CorruptChunk(index))?;
+        let values = decode_block(data, &mut pos, d, p, domain, header.outlier_bound)
+            .ok_or(ResidualError::CorruptChunk(index))?;
         out.extend(values);
     }
     if pos != data.len() {
