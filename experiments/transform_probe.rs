@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --bin transform_probe -- [--steps 4,8,16] [--chunk-z N]
-//!     [--levels LX,LY,LZ] [--rounding R] [--outlier-sigmas K] [--outliers] scan.nii.gz ...
+//!     [--levels LX,LY,LZ] [--rounding R] [--outlier-sigmas K] [--outlier-share S] [--outliers] scan.nii.gz ...
 //! ```
 //!
 //! Each scan is coded as a transform stream with no field (`residual::encode_transform`):
@@ -34,6 +34,7 @@ fn main() -> Result<()> {
     let mut rounding = 0.5f64;
     let mut outliers = false;
     let mut sigmas = 0.0f64;
+    let mut share = 0.01f64;
     let mut scans = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +46,7 @@ fn main() -> Result<()> {
             "--rounding" => rounding = value()?.parse()?,
             "--outliers" => outliers = true,
             "--outlier-sigmas" => sigmas = value()?.parse()?,
+            "--outlier-share" => share = value()?.parse()?,
             _ if arg.starts_with("--") => bail!("unknown option {arg}"),
             _ => scans.push(PathBuf::from(arg)),
         }
@@ -65,7 +67,7 @@ fn main() -> Result<()> {
             base_step,
             rounding,
             outliers: if sigmas > 0.0 {
-                OutlierBound::Sigmas(sigmas)
+                OutlierBound::Tail { sigmas, share }
             } else {
                 OutlierBound::None
             },

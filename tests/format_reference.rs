@@ -2020,6 +2020,28 @@ fn reference_transform_decoder_matches_medinr() {
         },
         0..5,
     );
+    // Outlier lists: a fixed bound, and per block 4 RMSE as medinr's lossy files.
+    for outliers in [
+        OutlierBound::Fixed(3),
+        OutlierBound::Tail {
+            sigmas: 4.0,
+            share: 0.01,
+        },
+    ] {
+        check_transform_stream(
+            "mri with outlier lists",
+            &data,
+            None,
+            shape,
+            kind,
+            TransformOptions {
+                outliers,
+                ..t([5, 5, 2], 30.0)
+            },
+            eight,
+            0..4,
+        );
+    }
     // The chest CT's first 16 slices, 2D (no levels along z) as medinr codes thick slices.
     let ct = read_nifti(Path::new("data/ct_chest_lung2.nii.gz")).unwrap();
     check_transform_stream(
@@ -2031,7 +2053,13 @@ fn reference_transform_decoder_matches_medinr() {
             min: -1024,
             max: 1671,
         },
-        t([5, 5, 0], 20.0),
+        TransformOptions {
+            outliers: OutlierBound::Tail {
+                sigmas: 4.0,
+                share: 0.01,
+            },
+            ..t([5, 5, 0], 20.0)
+        },
         Options {
             chunk_z: 16,
             chunk_t: 1,

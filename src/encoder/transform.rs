@@ -82,9 +82,10 @@ impl Fit<'_> {
             chunk_t: 1,
         };
         let outliers = match kind {
-            Kind::Integer { .. } if s.outlier_sigmas > 0.0 => {
-                OutlierBound::Sigmas(s.outlier_sigmas)
-            }
+            Kind::Integer { .. } if s.outlier_sigmas > 0.0 => OutlierBound::Tail {
+                sigmas: s.outlier_sigmas,
+                share: s.outlier_share,
+            },
             _ => OutlierBound::None,
         };
         let trial = |base_step: f64| -> Result<Trial, EncodeError> {

@@ -585,9 +585,15 @@ pub fn encode_transform(
             ))
         }
         OutlierBound::Fixed(b) => Some(b.min(transform::MAX_OUTLIER_BOUND)),
-        OutlierBound::Sigmas(k) if k.is_finite() && k > 0.0 => Some(0),
-        OutlierBound::Sigmas(_) => {
-            return Err(ResidualError::Invalid("outlier sigmas must be positive"))
+        OutlierBound::Tail { sigmas, share }
+            if sigmas.is_finite() && sigmas >= 0.0 && share.is_finite() && share >= 0.0 =>
+        {
+            Some(0)
+        }
+        OutlierBound::Tail { .. } => {
+            return Err(ResidualError::Invalid(
+                "outlier sigmas and share must be finite and ≥ 0",
+            ))
         }
     };
     let mut t = TransformHeader {

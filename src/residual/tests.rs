@@ -1155,7 +1155,10 @@ fn outlier_lists_bound_every_voxel_of_a_transform_stream() {
     }
     // Per block k·RMSE: the header's bound is the largest block's and holds everywhere.
     let t = TransformOptions {
-        outliers: OutlierBound::Sigmas(3.0),
+        outliers: OutlierBound::Tail {
+            sigmas: 3.0,
+            share: 0.01,
+        },
         ..transform_options(60.0)
     };
     let bytes = encode_transform(&data, None, shape, kind, &t, &o).unwrap();

@@ -45,10 +45,16 @@ pub enum OutlierBound {
     None,
     /// `|decoded − original| ≤ D` on every voxel (`D` a whole number ≥ 0).
     Fixed(u32),
-    /// Per block, `D = ⌈k · RMSE⌉` of the block's own transform error: only the rare
-    /// voxels far in the error's tail are corrected, at a small cost in rate.
-    Sigmas(f64),
+    /// Per block, `D = ⌈sigmas · RMSE⌉` of the block's own transform error, raised where
+    /// needed so that the list costs at most `share` of the block's coefficient bits (at
+    /// about [`BITS_PER_OUTLIER`] each): only the far tail of the error is corrected, and
+    /// at low rates, where the tail is long, the bound is looser rather than the file worse.
+    Tail { sigmas: f64, share: f64 },
 }
+
+/// What one listed outlier costs, about (a gap and a correction; measured 17–25 bits on the
+/// chest CT), for the budget of [`OutlierBound::Tail`].
+pub const BITS_PER_OUTLIER: f64 = 20.0;
 
 /// Model classes of the outlier list.
 const CLASS_COUNT: usize = 0;
@@ -140,19 +146,24 @@ pub(super) fn encode_block(
     let recon = reconstruct(&q, &quantizers, d, mean, prediction, domain);
     let bound = match options.outliers {
         OutlierBound::Fixed(b) => b,
-        _ => {
-            let k = match options.outliers {
-                OutlierBound::Sigmas(k) => k,
-                _ => 0.0,
-            };
-            let se: f64 = recon
+        OutlierBound::Tail { sigmas, share } => {
+            let mut errors: Vec<f64> = recon
                 .iter()
                 .zip(values)
-                .map(|(&r, &v)| (r as f64 - v as f64).powi(2))
-                .sum();
+                .map(|(&r, &v)| (r as f64 - v as f64).abs())
+                .collect();
+            let se: f64 = errors.iter().map(|e| e * e).sum();
             let rmse = (se / values.len().max(1) as f64).sqrt();
-            (k * rmse).ceil().clamp(0.0, MAX_OUTLIER_BOUND as f64) as u32
+            let mut bound = (sigmas * rmse).ceil();
+            // The (budget + 1)-th largest error: at most `budget` voxels lie beyond it.
+            let budget = (share * 8.0 * coded.len() as f64 / BITS_PER_OUTLIER) as usize;
+            if budget < errors.len() {
+                let (_, nth, _) = errors.select_nth_unstable_by(budget, |a, b| b.total_cmp(a));
+                bound = bound.max(nth.ceil());
+            }
+            bound.clamp(0.0, MAX_OUTLIER_BOUND as f64) as u32
         }
+        OutlierBound::None => 0,
     };
     let q_step = 2 * bound as i64 + 1;
     let mut list = Vec::new();

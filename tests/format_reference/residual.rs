@@ -32,6 +32,8 @@ pub struct Stream<'a> {
     pub bounds: (f64, f64),
     /// Version 3 (a transform stream): the wavelet levels along x, y, z.
     pub levels: Option<[u8; 3]>,
+    /// Version 3 with outlier lists (flag bit 1): the stream's bound `D`.
+    pub outlier_bound: Option<u32>,
     /// Per chunk: its bytes and its stored CRC.
     chunks: Vec<(&'a [u8], u32)>,
 }
@@ -79,10 +81,11 @@ impl<'a> Stream<'a> {
         let has_field = flags & 1 != 0;
         let roi = flags & 2 != 0;
         let shared_mask = flags & 4 != 0;
+        let outliers = version == 3 && flags & 2 != 0;
         if flags & 0xF8 != 0
-            || roi != (version == 2)
+            || (roi && !outliers) != (version == 2)
             || (shared_mask && version != 2)
-            || (version == 3 && flags & !1 != 0)
+            || (version == 3 && flags & !3 != 0)
         {
             return Err(format!("flags {flags:#04x} in version {version}"));
         }
@@ -111,13 +114,18 @@ impl<'a> Stream<'a> {
             {
                 return Err("transform extension".into());
             }
-            if domain == LATTICE || bound != 0 {
-                return Err("a transform stream has no bound".into());
+            if domain == LATTICE || (bound != 0 && !outliers) {
+                return Err("a transform stream has a bound only with outlier lists".into());
+            }
+            if outliers && (domain != INTEGER || bound > 1 << 30) {
+                return Err("outlier lists: integer domain, bound ≤ 2^30".into());
             }
             Some(levels)
         } else {
             None
         };
+        let outlier_bound = outliers.then_some(bound as u32);
+        let bound = if outliers { 0 } else { bound };
         assert_eq!(r.pos, h);
         if shape.contains(&0) {
             return Err("zero dimension".into());
@@ -214,6 +222,7 @@ impl<'a> Stream<'a> {
             lattice,
             bounds: (bound_in, bound_out),
             levels,
+            outlier_bound,
             chunks,
         })
     }
@@ -287,6 +296,7 @@ impl<'a> Stream<'a> {
                 ct,
                 levels,
                 integer,
+                self.outlier_bound,
                 prediction,
             )
             .map_err(|e| format!("chunk {c}: {e}"))?;

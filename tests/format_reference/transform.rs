@@ -264,12 +264,14 @@ fn f32_at(b: &[u8], o: usize) -> f32 {
 
 /// Decodes a chunk of `nt` blocks of `n = (nx, ny, Nz)`; `integer = Some((lo, hi))` for the
 /// integer domain; `prediction` the field's stored values of the chunk, when coded with one.
+#[allow(clippy::too_many_arguments)]
 pub fn decode_chunk(
     bytes: &[u8],
     n: [usize; 3],
     nt: usize,
     levels: [u8; 3],
     integer: Option<(i64, i64)>,
+    outlier_bound: Option<u32>,
     prediction: Option<&[f32]>,
 ) -> Result<Vec<f32>, String> {
     let g = Geometry {
@@ -333,16 +335,55 @@ pub fn decode_chunk(
             }
         }
         inverse(&mut c, &g);
-        for (i, r) in c.into_iter().enumerate() {
-            let v = match prediction {
-                Some(p) => (p[t * block + i] as f64 + mean as f64) + r,
-                None => mean as f64 + r,
-            };
-            out.push(match integer {
-                Some((lo, hi)) => v.round().clamp(lo as f64, hi as f64) as f32,
-                None => v as f32,
-            });
+        let mut values: Vec<f32> = c
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let v = match prediction {
+                    Some(p) => (p[t * block + i] as f64 + mean as f64) + r,
+                    None => mean as f64 + r,
+                };
+                match integer {
+                    Some((lo, hi)) => v.round().clamp(lo as f64, hi as f64) as f32,
+                    None => v as f32,
+                }
+            })
+            .collect();
+        if let (Some(limit), Some((lo, hi))) = (outlier_bound, integer) {
+            if bytes.len() - pos < 8 {
+                return Err("outlier header truncated".into());
+            }
+            let d = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+            let m = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+            pos += 8;
+            if d > limit || m > bytes.len() - pos {
+                return Err(format!(
+                    "outlier list: bound {d} (stream {limit}), {m} bytes"
+                ));
+            }
+            let mut rc = RangeDecoder::new(&bytes[pos..pos + m])?;
+            pos += m;
+            let mut classes = vec![Class::new(); 3];
+            let count = decode_k(&mut rc, &mut classes[0]);
+            if count < 0 || count as usize > block {
+                return Err(format!("{count} outliers"));
+            }
+            let q = 2 * d as i64 + 1;
+            let mut previous = -1i64;
+            for _ in 0..count {
+                let gap = decode_k(&mut rc, &mut classes[1]);
+                let k = decode_k(&mut rc, &mut classes[2]);
+                let i = previous + 1 + gap;
+                if gap < 0 || i as usize >= block || k == 0 || k.abs() > (hi - lo) / q + 1 {
+                    return Err(format!("outlier at {i}: gap {gap}, correction {k}"));
+                }
+                let v = &mut values[i as usize];
+                *v = ((*v as i64) + k * q).clamp(lo, hi) as f32;
+                previous = i;
+            }
+            rc.finish()?;
         }
+        out.extend(values);
     }
     if pos != bytes.len() {
         return Err("unread bytes after the last block".into());
