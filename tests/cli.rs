@@ -501,6 +501,22 @@ fn bpv_target_lands_within_3_percent() {
     }
 }
 
+/// Compresses `scan` at `bpv` into `output` as the field alone (residual and transform layers
+/// off), with the settings file beside `output`; returns the report.
+fn compress_field_alone(scan: &Path, output: &Path, bpv: &str) -> Value {
+    let off = output.with_extension("settings.json");
+    fs::write(
+        &off,
+        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
+    )
+    .unwrap();
+    compress(
+        scan,
+        output,
+        &["--bpv", bpv, "--settings", off.to_str().unwrap()],
+    )
+}
+
 #[test]
 fn high_rate_targets_use_a_residual_when_it_beats_the_field_alone() {
     // At 3 bpv the field alone saturates on the small MRI; the encoder also tries the field
@@ -511,18 +527,8 @@ fn high_rate_targets_use_a_residual_when_it_beats_the_field_alone() {
     let scan = data(BE_MRI);
     let original = read_nifti(&scan).unwrap();
     let n = voxels(original.shape()) as f64;
-    let off = dir.path().join("off.json");
-    fs::write(
-        &off,
-        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
-    )
-    .unwrap();
     let alone = dir.path().join("alone.minr");
-    let r_alone = compress(
-        &scan,
-        &alone,
-        &["--bpv", "3", "--settings", off.to_str().unwrap()],
-    );
+    let r_alone = compress_field_alone(&scan, &alone, "3");
     assert!(r_alone["lossy_residual"].is_null());
     assert_eq!(info(&alone)["format_version"], "1.0");
     // The transform layer off: this test is about the hybrid (it has its own below).
@@ -575,18 +581,8 @@ fn transform_layer_wins_where_it_is_better_and_decodes_slices_and_other_grids() 
     let scan = data(BE_MRI);
     let original = read_nifti(&scan).unwrap();
     let n = voxels(original.shape()) as f64;
-    let off = dir.path().join("off.json");
-    fs::write(
-        &off,
-        r#"{"rate":{"lossy_residual":false},"transform":{"enabled":false}}"#,
-    )
-    .unwrap();
     let alone = dir.path().join("alone.minr");
-    let r_alone = compress(
-        &scan,
-        &alone,
-        &["--bpv", "1", "--settings", off.to_str().unwrap()],
-    );
+    let r_alone = compress_field_alone(&scan, &alone, "1");
     let minr = dir.path().join("transform.minr");
     let r = compress(&scan, &minr, &["--bpv", "1"]);
     assert!(!r["transform"].is_null(), "no transform layer: {r}");

@@ -127,12 +127,7 @@ impl Evaluator {
         let (ranges, out_shape) = region_ranges(shape, region);
         let row = out_shape[0];
         let total: usize = out_shape.iter().product();
-        let mut out: Vec<f32> = Vec::new();
-        out.try_reserve_exact(total)
-            .map_err(|_| ModelError::Allocation {
-                what: "the decoded voxels",
-                bytes: total.saturating_mul(4),
-            })?;
+        let mut out = output_buffer(total)?;
         out.resize(total, 0.0);
         // Every row runs along x over the same coordinates.
         let plan = self.layout.row_plan(&axes[0][ranges[0].clone()]);
@@ -162,6 +157,17 @@ impl Evaluator {
             });
         Ok((out, out_shape))
     }
+}
+
+/// An empty buffer with room for `total` decoded voxels, or the allocation error.
+pub(crate) fn output_buffer(total: usize) -> Result<Vec<f32>, ModelError> {
+    let mut out: Vec<f32> = Vec::new();
+    out.try_reserve_exact(total)
+        .map_err(|_| ModelError::Allocation {
+            what: "the decoded voxels",
+            bytes: total.saturating_mul(4),
+        })?;
+    Ok(out)
 }
 
 /// Index ranges per axis and the resulting shape for a region of a grid.

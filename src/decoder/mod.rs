@@ -349,13 +349,7 @@ impl Decoder {
     ) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
         use crate::model::coords::axis_coordinate;
         let (ranges, out_shape) = evaluator::region_ranges(shape, region);
-        let total: usize = out_shape.iter().product();
-        let mut out: Vec<f32> = Vec::new();
-        out.try_reserve_exact(total)
-            .map_err(|_| ModelError::Allocation {
-                what: "the decoded voxels",
-                bytes: total.saturating_mul(4),
-            })?;
+        let mut out = evaluator::output_buffer(out_shape.iter().product())?;
         let values = self.decoded_scan()?;
         let datatype = Some(self.header.datatype());
         for t in ranges[3].clone() {

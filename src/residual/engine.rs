@@ -243,7 +243,7 @@ pub struct ChunkOutput {
 }
 
 /// Median edge detector of LOCO-I / JPEG-LS.
-fn med(w: i64, n: i64, nw: i64) -> i64 {
+pub fn med(w: i64, n: i64, nw: i64) -> i64 {
     if nw >= w.max(n) {
         w.min(n)
     } else if nw <= w.min(n) {

@@ -7,7 +7,7 @@
 //! of the order of the scan's noise, a transform coder spends its bits where the energy is
 //! (reverse water-filling) instead of coding every voxel to within a fixed bound.
 
-use super::engine::activity_class;
+use super::engine::{activity_class, med};
 use super::rangecoder::{Decoder, Encoder};
 use super::symbol::{self, SymbolModels};
 use super::wavelet::Decomposition;
@@ -151,16 +151,7 @@ fn low_prediction(ctx: &Ctx, band: &Band, p: [usize; 3]) -> i64 {
     let w = (x > 0).then(|| ctx.at(ox + x - 1, oy + y, oz + z));
     let n = (y > 0).then(|| ctx.at(ox + x, oy + y - 1, oz + z));
     match (w, n) {
-        (Some(w), Some(n)) => {
-            let nw = ctx.at(ox + x - 1, oy + y - 1, oz + z);
-            if nw >= w.max(n) {
-                w.min(n)
-            } else if nw <= w.min(n) {
-                w.max(n)
-            } else {
-                w + n - nw
-            }
-        }
+        (Some(w), Some(n)) => med(w, n, ctx.at(ox + x - 1, oy + y - 1, oz + z)),
         (Some(w), None) => w,
         (None, Some(n)) => n,
         (None, None) if z > 0 => ctx.at(ox + x, oy + y, oz + z - 1),
