@@ -165,8 +165,14 @@ pub fn summary(
                 "chunks": reader.chunk_count(),
             });
             if let Some(t) = reader.header().transform {
-                mode =
-                    "lossy (wavelet transform layer on the original grid, no error bound)".into();
+                mode = match t.outlier_bound {
+                    Some(d) => format!(
+                        "lossy (wavelet transform layer), max-error {d} (stored units, original grid)"
+                    ),
+                    None => {
+                        "lossy (wavelet transform layer on the original grid, no error bound)".into()
+                    }
+                };
                 v["transform"] = serde_json::json!({
                     "levels": t.levels,
                     "base_step": t.base_step,

@@ -606,6 +606,13 @@ fn transform_layer_wins_where_it_is_better_and_decodes_slices_and_other_grids() 
         (c["psnr_db"].as_f64().unwrap() - psnr).abs() < 0.05,
         "{c} vs {r}"
     );
+    // Integer scan: the outlier lists guarantee the reported worst-case error.
+    let bound = r["transform"]["max_error"]
+        .as_f64()
+        .expect("an outlier bound");
+    let err = max_abs_difference(&original.data.to_f32(), &decoded.data.to_f32());
+    assert!(err <= bound, "max error {err} above the bound {bound}");
+    assert!(i["mode"].as_str().unwrap().contains("max-error"), "{i}");
     let [nx, ny, nz, _] = original.shape();
     let plane = dir.path().join("z7.nii");
     slice(&minr, &plane, &["--axis", "z", "--index", "7"]).ok();
