@@ -118,7 +118,8 @@ impl Fit<'_> {
             })
         };
         let range = self.stored_range().max(f64::MIN_POSITIVE);
-        let floor = (self.settings.rate.size_floor * target as f64).ceil() as usize;
+        let floor =
+            (s.size_floor.max(self.settings.rate.size_floor) * target as f64).ceil() as usize;
         // Bracket: `hi` fits, `lo` does not (or is the finest step tried).
         let mut step = range * FIRST_STEP_FRACTION;
         let mut t = trial(step)?;
