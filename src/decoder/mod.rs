@@ -340,37 +340,6 @@ impl Decoder {
         }
     }
 
-    /// A region of another grid of a transform file: sampled from the decoded scan at the
-    /// coordinates the field would be evaluated at.
-    fn transform_on_grid(
-        &self,
-        shape: [usize; 4],
-        region: Region,
-    ) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
-        use crate::model::coords::axis_coordinate;
-        let (ranges, out_shape) = evaluator::region_ranges(shape, region);
-        let mut out = evaluator::output_buffer(out_shape.iter().product())?;
-        let values = self.decoded_scan()?;
-        let datatype = Some(self.header.datatype());
-        for t in ranges[3].clone() {
-            for z in ranges[2].clone() {
-                for y in ranges[1].clone() {
-                    for x in ranges[0].clone() {
-                        let u = [
-                            axis_coordinate(x, shape[0]),
-                            axis_coordinate(y, shape[1]),
-                            axis_coordinate(z, shape[2]),
-                            axis_coordinate(t, shape[3]),
-                        ];
-                        let v = regrid::interpolate(values, self.shape(), u);
-                        out.push(stored_value(v, datatype));
-                    }
-                }
-            }
-        }
-        Ok((out, out_shape))
-    }
-
     /// A region on the original grid through the residual layer: only the chunks the region
     /// touches are decoded, each against the field's prediction of that chunk alone.
     fn region_with_residual(&self, region: Region) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {

@@ -7,7 +7,9 @@
 //! (`model::coords`), then the stored type's rounding. The decoded scan is made once per
 //! decoder and kept.
 
-use super::{stored_value, DecodeError, Decoder};
+use super::evaluator::{output_buffer, region_ranges};
+use super::{stored_value, DecodeError, Decoder, Region};
+use crate::model::coords::axis_coordinate;
 
 /// Lower index and weight of the upper neighbour for coordinate `u ∈ [0, 1]` on an axis of
 /// `n` samples (corner-aligned: `u = i / (n − 1)`).
@@ -70,6 +72,15 @@ impl Decoder {
         Ok(self.decoded.get_or_init(|| values))
     }
 
+    /// The stored value of the decoded scan at coordinates `u` (x, y, z, t), as a function
+    /// (the scan decoded first, on first use).
+    fn sampler(&self) -> Result<impl Fn([f32; 4]) -> f32 + '_, DecodeError> {
+        let values = self.decoded_scan()?;
+        let shape = self.shape();
+        let datatype = Some(self.header.datatype());
+        Ok(move |u| stored_value(interpolate(values, shape, u), datatype))
+    }
+
     /// Stored values of the decoded scan at field coordinates (`dims` per point, as
     /// `evaluate_stored` takes them; without a time coordinate, frame 0).
     pub(super) fn sample_decoded(
@@ -77,16 +88,37 @@ impl Decoder {
         coords: &[f32],
         dims: usize,
     ) -> Result<Vec<f32>, DecodeError> {
-        let values = self.decoded_scan()?;
-        let shape = self.shape();
-        let datatype = Some(self.header.datatype());
-        Ok(coords
-            .chunks_exact(dims)
-            .map(|c| {
-                let u = [c[0], c[1], c[2], if dims == 4 { c[3] } else { 0.0 }];
-                stored_value(interpolate(values, shape, u), datatype)
-            })
-            .collect())
+        let sample = self.sampler()?;
+        let mut out = output_buffer(coords.len() / dims.max(1))?;
+        out.extend(
+            coords
+                .chunks_exact(dims)
+                .map(|c| sample([c[0], c[1], c[2], if dims == 4 { c[3] } else { 0.0 }])),
+        );
+        Ok(out)
+    }
+
+    /// A region of another grid of a transform file: the decoded scan sampled at the
+    /// coordinates the field would be evaluated at there.
+    pub(super) fn transform_on_grid(
+        &self,
+        shape: [usize; 4],
+        region: Region,
+    ) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
+        let (ranges, out_shape) = region_ranges(shape, region);
+        let mut out = output_buffer(out_shape.iter().product())?;
+        let sample = self.sampler()?;
+        let u = |i: usize, a: usize| axis_coordinate(i, shape[a]);
+        for t in ranges[3].clone() {
+            for z in ranges[2].clone() {
+                for y in ranges[1].clone() {
+                    for x in ranges[0].clone() {
+                        out.push(sample([u(x, 0), u(y, 1), u(z, 2), u(t, 3)]));
+                    }
+                }
+            }
+        }
+        Ok((out, out_shape))
     }
 }
 

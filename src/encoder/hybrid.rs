@@ -328,16 +328,23 @@ impl Fit<'_> {
 
     /// `meta` of a hybrid file: the run's own, plus the bound it guarantees and how it was met.
     fn hybrid_meta(&self, choice: &HybridChoice) -> String {
+        self.meta_with(|meta| {
+            meta["bound"] = serde_json::json!({ "MaxError": choice.max_error });
+            if choice.prefix_voxels > 0 {
+                meta["roi_max_error"] = (choice.max_error - 1.0).into();
+            }
+            meta["lossy_residual"] = serde_json::json!({
+                "prefix_voxels": choice.prefix_voxels,
+                "uses_field": choice.uses_field,
+            });
+        })
+    }
+
+    /// The run's own `meta` with `edit` applied: what a file made another way records.
+    pub(super) fn meta_with(&self, edit: impl FnOnce(&mut serde_json::Value)) -> String {
         let mut meta: serde_json::Value =
             serde_json::from_str(self.meta).unwrap_or_else(|_| serde_json::json!({}));
-        meta["bound"] = serde_json::json!({ "MaxError": choice.max_error });
-        if choice.prefix_voxels > 0 {
-            meta["roi_max_error"] = (choice.max_error - 1.0).into();
-        }
-        meta["lossy_residual"] = serde_json::json!({
-            "prefix_voxels": choice.prefix_voxels,
-            "uses_field": choice.uses_field,
-        });
+        edit(&mut meta);
         meta.to_string()
     }
 }

@@ -96,8 +96,7 @@ impl Fit<'_> {
                 outliers,
             };
             let stream = encode_transform(self.data, None, self.shape, kind, &transform, &options)?;
-            let max_error = crate::residual::Reader::open(&stream)?
-                .header()
+            let max_error = crate::residual::StreamHeader::read(&stream)?
                 .transform
                 .and_then(|t| t.outlier_bound)
                 .map(f64::from);
@@ -171,12 +170,11 @@ impl Fit<'_> {
 
     /// `meta` of a transform file: the run's own, plus how the layer was set.
     fn transform_meta(&self, choice: &TransformChoice) -> String {
-        let mut meta: serde_json::Value =
-            serde_json::from_str(self.meta).unwrap_or_else(|_| serde_json::json!({}));
-        meta["transform"] = serde_json::json!(choice);
-        if let Some(d) = choice.max_error {
-            meta["bound"] = serde_json::json!({ "MaxError": d });
-        }
-        meta.to_string()
+        self.meta_with(|meta| {
+            meta["transform"] = serde_json::json!(choice);
+            if let Some(d) = choice.max_error {
+                meta["bound"] = serde_json::json!({ "MaxError": d });
+            }
+        })
     }
 }

@@ -560,19 +560,8 @@ pub fn encode_transform(
     transform: &TransformOptions,
     options: &Options,
 ) -> Result<Vec<u8>, ResidualError> {
-    let domain = match kind {
-        Kind::Integer { min, max } => {
-            if min > max || (max as i128 - min as i128) > domain::MAX_INTEGER_SPAN as i128 {
-                return Err(ResidualError::InvalidRange { min, max });
-            }
-            Domain::Integer {
-                lo: min,
-                hi: max,
-                d: 0,
-            }
-        }
-        Kind::Float => Domain::FloatBits,
-    };
+    // The lossless domain: integers in their range (d = 0), or floats as they are.
+    let domain = domain_for(Mode::Lossless, kind)?;
     if options.chunk_z == 0 || options.chunk_t == 0 {
         return Err(ResidualError::InvalidChunkSize(0));
     }

@@ -189,7 +189,7 @@ impl StreamHeader {
             );
             if self.roi.is_some() || !domain_ok {
                 return Err(ResidualError::Invalid(
-                    "a transform stream has no region of interest and no error bound",
+                    "a transform stream has no region of interest and codes integers with d = 0 or floats as they are",
                 ));
             }
             if t.levels.iter().any(|&l| l > MAX_TRANSFORM_LEVELS)

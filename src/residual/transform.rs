@@ -136,13 +136,12 @@ pub(super) fn encode_block(
     let coded = subband::encode_block(&q, d);
     out.extend_from_slice(&(coded.len() as u32).to_le_bytes());
     out.extend_from_slice(&coded);
-    let Domain::Integer { lo, hi, .. } = domain else {
+    // Outlier lists (integer scans only): the decoder's reconstruction, then the voxels it
+    // leaves beyond the bound.
+    let (Domain::Integer { lo, hi, .. }, false) = (domain, options.outliers == OutlierBound::None)
+    else {
         return Ok(0);
     };
-    if options.outliers == OutlierBound::None {
-        return Ok(0);
-    }
-    // The decoder's reconstruction, then the voxels it leaves beyond the bound.
     let recon = reconstruct(&q, &quantizers, d, mean, prediction, domain);
     let bound = match options.outliers {
         OutlierBound::Fixed(b) => b,
@@ -163,7 +162,7 @@ pub(super) fn encode_block(
             }
             bound.clamp(0.0, MAX_OUTLIER_BOUND as f64) as u32
         }
-        OutlierBound::None => 0,
+        OutlierBound::None => unreachable!("returned above"),
     };
     let q_step = 2 * bound as i64 + 1;
     let mut list = Vec::new();
