@@ -151,31 +151,27 @@ fn along(
                 }
             }
         }
-        1 => {
-            for z in 0..ez {
-                buf.clear();
-                for y in 0..ey {
-                    let o = (z * ny + y) * nx;
-                    buf.extend_from_slice(&data[o..o + ex]);
-                }
-                f(&mut buf, ey, ex);
-                for y in 0..ey {
-                    let o = (z * ny + y) * nx;
-                    data[o..o + ex].copy_from_slice(&buf[y * ex..(y + 1) * ex]);
-                }
-            }
-        }
         _ => {
-            for y in 0..ey {
-                buf.clear();
-                for z in 0..ez {
-                    let o = (z * ny + y) * nx;
-                    buf.extend_from_slice(&data[o..o + ex]);
+            // Lines along y (one group per slice) or along z (one group per row): `at(o, k)`
+            // is where sample k of the lines of group o starts.
+            let (groups, len): (usize, usize) = if axis == 1 { (ez, ey) } else { (ey, ez) };
+            let at = |o: usize, k: usize| {
+                if axis == 1 {
+                    (o * ny + k) * nx
+                } else {
+                    (k * ny + o) * nx
                 }
-                f(&mut buf, ez, ex);
-                for z in 0..ez {
-                    let o = (z * ny + y) * nx;
-                    data[o..o + ex].copy_from_slice(&buf[z * ex..(z + 1) * ex]);
+            };
+            for o in 0..groups {
+                buf.clear();
+                for k in 0..len {
+                    let s = at(o, k);
+                    buf.extend_from_slice(&data[s..s + ex]);
+                }
+                f(&mut buf, len, ex);
+                for k in 0..len {
+                    let s = at(o, k);
+                    data[s..s + ex].copy_from_slice(&buf[k * ex..(k + 1) * ex]);
                 }
             }
         }
