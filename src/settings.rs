@@ -49,8 +49,14 @@ pub struct TransformSettings {
     /// cost 0.2 dB at 0.5 bpv, on isotropic MRI they gain about 1 dB).
     pub anisotropy_limit: f64,
     /// Slices per chunk when slices are coded one by one (default 16: the context models'
-    /// restart cost stays small while one slice still decodes a small chunk).
+    /// restart cost stays small while one slice still decodes a small chunk) …
     pub chunk_slices_2d: usize,
+    /// … halved while a chunk would hold more than about this many coded bits at the size
+    /// target: one slice decodes its whole chunk, and the time that takes grows with the
+    /// chunk's bits (default 2.2 M bits: a 512² slice of the chest CT from a cold start in
+    /// about 0.1 s at 1 bpv, `results/latency/`; 16 slices there took 0.16 s; chunks of 8
+    /// instead of 16 cost 0.6 % of the size at 1 bpv).
+    pub chunk_bits_2d: f64,
     /// Slices per chunk when transformed along z (default 64: Colin27 at 0.1 bpv, 32 slices
     /// 0.3 dB worse, the whole scan 0.1 dB better).
     pub chunk_slices_3d: usize,
@@ -82,6 +88,7 @@ impl Default for TransformSettings {
             levels_through: 5,
             anisotropy_limit: 2.0,
             chunk_slices_2d: 16,
+            chunk_bits_2d: 2.2e6,
             chunk_slices_3d: 64,
             rounding: 0.4,
             search_iterations: 24,
@@ -515,6 +522,7 @@ impl EncoderSettings {
             || w.levels_through > 12
             || w.chunk_slices_2d == 0
             || w.chunk_slices_3d == 0
+            || !(w.chunk_bits_2d.is_finite() && w.chunk_bits_2d > 0.0)
             || w.search_iterations > 200
             || !(w.rounding.is_finite() && (0.0..=0.5).contains(&w.rounding))
             || !(w.anisotropy_limit.is_finite() && w.anisotropy_limit >= 1.0)
@@ -522,7 +530,7 @@ impl EncoderSettings {
             || !(w.outlier_share.is_finite() && w.outlier_share >= 0.0)
             || !(w.size_floor > 0.0 && w.size_floor < 1.0)
         {
-            return bad("transform: levels ≤ 12, chunks ≥ 1 slice, rounding in [0, 0.5], anisotropy_limit ≥ 1, ≤ 200 trials, outlier_sigmas ≥ 0, size_floor in (0, 1)");
+            return bad("transform: levels ≤ 12, chunks ≥ 1 slice, chunk_bits_2d > 0, rounding in [0, 0.5], anisotropy_limit ≥ 1, ≤ 200 trials, outlier_sigmas ≥ 0, size_floor in (0, 1)");
         }
         let m = &self.series;
         if m.min_frames < 2

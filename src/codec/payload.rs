@@ -198,14 +198,7 @@ impl MinrFile {
     /// order, the same values as [`MinrFile::dequantized`]): the decoder's way, so the
     /// parameters exist once in memory, not as symbols and values side by side.
     pub fn take_dequantized(&mut self) -> Vec<Vec<f32>> {
-        std::mem::take(&mut self.tensors)
-            .into_iter()
-            .map(|t| {
-                let step = t.step;
-                // Same size and alignment: the standard library reuses the symbols' buffer.
-                t.symbols.into_iter().map(|s| s as f32 * step).collect()
-            })
-            .collect()
+        dequantize_owned(std::mem::take(&mut self.tensors))
     }
 
     /// The parameters as the decoder uses them (`symbol · step`, file order).
@@ -227,6 +220,19 @@ impl MinrFile {
     /// to 1 GiB for a file at the format's limits.
     pub fn parse_without_tensors(bytes: &[u8]) -> Result<MinrFile, FormatError> {
         MinrFile::parse_sections(bytes, false)
+    }
+
+    /// The payload of a file's section TENS (framing and checksums checked), for decoding
+    /// the tensors later with [`MinrFile::decode_tensor_payload`].
+    pub fn tensor_payload(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
+        Ok(Container::parse(bytes)?.require(TENS)?.to_vec())
+    }
+
+    /// The tensors of a file parsed without them ([`MinrFile::parse_without_tensors`]) from
+    /// its TENS payload, checked against its field configuration and dequantized as
+    /// [`MinrFile::take_dequantized`] does.
+    pub fn decode_tensor_payload(&self, tens: &[u8]) -> Result<Vec<Vec<f32>>, FormatError> {
+        Ok(dequantize_owned(read_tensors(tens, &self.head.field)?))
     }
 
     fn parse_sections(bytes: &[u8], with_tensors: bool) -> Result<MinrFile, FormatError> {
@@ -324,6 +330,18 @@ fn write_tensors(tensors: &[QuantTensor]) -> Vec<u8> {
 /// Reads TENS. The framing (steps, stream lengths) is read in order; the symbol streams,
 /// independent of each other, are then decoded in parallel. The first error in file order
 /// is reported, as a sequential reader would: a stream error before a framing error wins.
+/// Dequantizes tensors in place (`symbol · step`, file order).
+fn dequantize_owned(tensors: Vec<QuantTensor>) -> Vec<Vec<f32>> {
+    tensors
+        .into_iter()
+        .map(|t| {
+            let step = t.step;
+            // Same size and alignment: the standard library reuses the symbols' buffer.
+            t.symbols.into_iter().map(|s| s as f32 * step).collect()
+        })
+        .collect()
+}
+
 fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, FormatError> {
     let specs = tensor_specs(field);
     let mut r = ByteReader::new(bytes, "section TENS");

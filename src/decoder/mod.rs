@@ -10,6 +10,7 @@ pub mod mlp;
 mod regrid;
 pub mod resample;
 
+use rayon::prelude::*;
 use std::path::Path;
 
 pub use crate::model::FieldConfig;
@@ -116,7 +117,11 @@ pub enum DecodeError {
 pub struct Decoder {
     file: MinrFile,
     header: Header,
-    evaluator: Evaluator,
+    /// The field, built when the file is opened, or on first use for a file whose voxels
+    /// never need it (a transform stream coded without the field's prediction).
+    evaluator: std::sync::OnceLock<Evaluator>,
+    /// TENS of such a file, kept for that first use.
+    deferred_tensors: Option<Vec<u8>>,
     /// The series' temporal mean, when the field holds the dynamic part alone.
     mean: Option<TemporalMean>,
     bytes: usize,
@@ -136,8 +141,37 @@ impl Decoder {
 
     /// Parses and verifies everything (checksums, payloads, header/field consistency) before
     /// any voxel is produced.
+    ///
+    /// A file whose voxels do not depend on the field (a transform stream coded without its
+    /// prediction) has its field's tensors checksummed now but decoded only if something asks
+    /// for the field: a slice of such a file then costs what its chunk costs, not the
+    /// field's millions of parameters too.
     pub fn from_bytes(bytes: &[u8]) -> Result<Decoder, DecodeError> {
-        Decoder::from_file(MinrFile::parse(bytes)?, bytes.len())
+        let file = MinrFile::parse_without_tensors(bytes)?;
+        let independent = match file.residual.as_deref() {
+            Some(r) => {
+                let h = *residual::Reader::open(r)?.header();
+                h.transform.is_some() && !h.uses_field
+            }
+            None => false,
+        };
+        if !independent {
+            return Decoder::from_file(MinrFile::parse(bytes)?, bytes.len());
+        }
+        let mut decoder = Decoder::with_evaluator(file, None, bytes.len())?;
+        decoder.deferred_tensors = Some(MinrFile::tensor_payload(bytes)?);
+        Ok(decoder)
+    }
+
+    /// The field's evaluator, built from the deferred tensors on first use.
+    fn evaluator(&self) -> Result<&Evaluator, DecodeError> {
+        if let Some(e) = self.evaluator.get() {
+            return Ok(e);
+        }
+        let tens = self.deferred_tensors.as_deref().unwrap_or_default();
+        let tensors = self.file.decode_tensor_payload(tens)?;
+        let evaluator = Evaluator::from_owned(&self.file.head.field, tensors)?;
+        Ok(self.evaluator.get_or_init(|| evaluator))
     }
 
     /// Parses and verifies a file's description — framing, checksums, HEAD, the stored NIfTI
@@ -153,9 +187,19 @@ impl Decoder {
     /// decoder keeps the file's description; its tensors move into the evaluator (one copy
     /// of the parameters, dequantized in place), so [`Decoder::file`]'s `tensors` is empty.
     pub fn from_file(mut file: MinrFile, bytes: usize) -> Result<Decoder, DecodeError> {
-        let header = checked_header(&file)?;
+        checked_header(&file)?;
         let tensors = file.take_dequantized();
         let evaluator = Evaluator::from_owned(&file.head.field, tensors)?;
+        Decoder::with_evaluator(file, Some(evaluator), bytes)
+    }
+
+    /// The checks and parts every decoder shares, around an evaluator or none yet.
+    fn with_evaluator(
+        file: MinrFile,
+        evaluator: Option<Evaluator>,
+        bytes: usize,
+    ) -> Result<Decoder, DecodeError> {
+        let header = checked_header(&file)?;
         let field_shape = file.head.shape.map(|n| n as usize);
         if let Some(bytes) = &file.residual {
             let stream = residual::Reader::open(bytes)?;
@@ -169,10 +213,15 @@ impl Decoder {
             Some(section) => Some(TemporalMean::parse(section, field_shape)?),
             None => None,
         };
+        let cell = std::sync::OnceLock::new();
+        if let Some(e) = evaluator {
+            let _ = cell.set(e);
+        }
         Ok(Decoder {
             file,
             header,
-            evaluator,
+            evaluator: cell,
+            deferred_tensors: None,
             mean,
             bytes,
             decoded: std::sync::OnceLock::new(),
@@ -241,7 +290,7 @@ impl Decoder {
         if self.has_transform() {
             return self.transform_on_grid(shape, region);
         }
-        let (values, out_shape) = self.evaluator.grid(shape, region)?;
+        let (values, out_shape) = self.evaluator()?.grid(shape, region)?;
         let datatype = Some(self.header.datatype());
         let Some(mean) = &self.mean else {
             let (lo, hi) = (self.file.head.value_min, self.file.head.value_max);
@@ -292,7 +341,7 @@ impl Decoder {
                     index: z,
                     frame: t,
                 };
-                let (values, _) = self.evaluator.grid(shape, slice)?;
+                let (values, _) = self.evaluator()?.grid(shape, slice)?;
                 let plane = shape[0] * shape[1];
                 out.extend(
                     values
@@ -312,7 +361,7 @@ impl Decoder {
         if self.has_transform() {
             return self.sample_decoded(coords, dims);
         }
-        let values = self.evaluator.evaluate(coords)?;
+        let values = self.evaluator()?.evaluate(coords)?;
         let datatype = Some(self.header.datatype());
         Ok(values
             .into_iter()
@@ -341,32 +390,41 @@ impl Decoder {
     }
 
     /// A region on the original grid through the residual layer: only the chunks the region
-    /// touches are decoded, each against the field's prediction of that chunk alone.
+    /// touches are decoded (in parallel), each against the field's prediction of that chunk
+    /// alone, and of each only the slices the region needs are reconstructed where the
+    /// stream allows it.
     fn region_with_residual(&self, region: Region) -> Result<(Vec<f32>, [usize; 4]), DecodeError> {
         let bytes = self.file.residual.as_deref().unwrap_or_default();
         let stream = residual::Reader::open(bytes)?;
         let shape = self.shape();
         let [nx, ny, _, _] = shape;
         let (ranges, out_shape) = evaluator::region_ranges(shape, region);
-        let mut out = vec![0f32; out_shape.iter().product()];
+        let mut needed = Vec::new();
         for c in 0..stream.chunk_count() {
             let cr = stream.chunk_region(c)?;
             let z = cr.z.start.max(ranges[2].start)..cr.z.end.min(ranges[2].end);
             let t = cr.t.start.max(ranges[3].start)..cr.t.end.min(ranges[3].end);
-            if z.is_empty() || t.is_empty() {
-                continue;
+            if !z.is_empty() && !t.is_empty() {
+                needed.push((c, cr, z, t));
             }
-            let prediction = if stream.header().uses_field {
-                Some(self.chunk_prediction(&cr)?)
-            } else {
-                None
-            };
-            let values = stream.decode_chunk(c, prediction.as_deref())?;
+        }
+        let decoded: Vec<Vec<f32>> = needed
+            .par_iter()
+            .map(|(c, cr, z, _)| {
+                let prediction = if stream.header().uses_field {
+                    Some(self.chunk_prediction(cr)?)
+                } else {
+                    None
+                };
+                Ok(stream.decode_chunk_slices(*c, prediction.as_deref(), z.clone())?)
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        let mut out = vec![0f32; out_shape.iter().product()];
+        for ((_, cr, z, t), values) in needed.iter().zip(&decoded) {
             for ti in t.clone() {
                 for zi in z.clone() {
                     for yi in ranges[1].clone() {
-                        let src =
-                            nx * (yi + ny * ((zi - cr.z.start) + cr.z.len() * (ti - cr.t.start)));
+                        let src = nx * (yi + ny * ((zi - z.start) + z.len() * (ti - cr.t.start)));
                         let dst = out_shape[0]
                             * ((yi - ranges[1].start)
                                 + out_shape[1]

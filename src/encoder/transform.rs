@@ -10,7 +10,8 @@
 //!
 //! Geometry: slices are transformed across (3D) unless they lie more than
 //! `TransformSettings::anisotropy_limit` times further apart than the in-plane spacing
-//! (thick-slice CT), then each slice is coded on its own (2D). Frames are never transformed
+//! (thick-slice CT), then each slice is coded on its own (2D), in chunks small enough at the
+//! target rate that one slice (which decodes its chunk) stays fast. Frames are never transformed
 //! across: each frame is its own block, one chunk per frame group of slices, so a slice of
 //! one frame decodes from that frame's chunk alone.
 
@@ -46,14 +47,21 @@ const MIN_STEP_FRACTION: f64 = 1e-7;
 const MAX_STEP_FRACTION: f64 = 64.0;
 
 impl Fit<'_> {
-    /// The wavelet levels and chunking for a scan of voxel `spacing`.
-    fn transform_geometry(&self, spacing: [f64; 4]) -> ([u8; 3], usize) {
+    /// The wavelet levels and chunking for a scan of voxel `spacing` coded in about `target`
+    /// bytes.
+    fn transform_geometry(&self, spacing: [f64; 4], target: usize) -> ([u8; 3], usize) {
         let s = &self.settings.transform;
         let in_plane = spacing[0].abs().max(spacing[1].abs());
         // NaN spacing (an unset header) counts as isotropic.
         let thick = spacing[2].abs() > s.anisotropy_limit * in_plane;
         if thick {
-            ([s.levels_in_plane, s.levels_in_plane, 0], s.chunk_slices_2d)
+            let [_, _, nz, nt] = self.shape;
+            let slice_bits = 8.0 * target as f64 / (nz * nt).max(1) as f64;
+            let mut chunk = s.chunk_slices_2d;
+            while chunk > 1 && chunk as f64 * slice_bits > s.chunk_bits_2d {
+                chunk = chunk.div_ceil(2);
+            }
+            ([s.levels_in_plane, s.levels_in_plane, 0], chunk)
         } else {
             let l = s.levels_in_plane;
             ([l, l, s.levels_through], s.chunk_slices_3d)
@@ -76,7 +84,7 @@ impl Fit<'_> {
         }
         let mut base = self.smallest(lossy)?;
         base.residual = None;
-        let (levels, chunk_slices) = self.transform_geometry(spacing);
+        let (levels, chunk_slices) = self.transform_geometry(spacing, target);
         let options = Options {
             chunk_z: chunk_slices.min(self.shape[2]),
             chunk_t: 1,

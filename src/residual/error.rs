@@ -55,6 +55,14 @@ pub enum ResidualError {
     RoiNeedsBound,
     #[error("the transform layer needs finite values, but voxel {0} is not finite")]
     NonFinite(usize),
+    #[error("slices {start}..{end} are not within chunk {index}'s slices {first}..{last}")]
+    SlicesOutsideChunk {
+        index: usize,
+        start: usize,
+        end: usize,
+        first: usize,
+        last: usize,
+    },
     #[error("chunk {index} out of range: the stream has {count} chunks")]
     NoSuchChunk { index: usize, count: usize },
 }

@@ -44,6 +44,8 @@ pub use error::ResidualError;
 pub use stream::{ChunkRegion, RoiHeader, StreamHeader, TransformHeader};
 pub use transform::{OutlierBound, TransformOptions};
 
+use std::ops::Range;
+
 use crate::volume::{DataType, Voxels};
 
 use engine::{ChunkRoi, ChunkShape, DecodeIo, EncodeIo, LatticeCheck};
@@ -718,7 +720,31 @@ impl<'a> Reader<'a> {
         index: usize,
         prediction: Option<&[f32]>,
     ) -> Result<Vec<f32>, ResidualError> {
+        let z = self.chunk_region(index)?.z;
+        self.decode_chunk_slices(index, prediction, z)
+    }
+
+    /// Slices `z` (scan indices, within the chunk's) of chunk `index`, in the chunk's order
+    /// (frames, slices, x fastest); `prediction` as for [`Reader::decode_chunk`], the whole
+    /// chunk's. The chunk is read and checked whole; a transform stream that does not split
+    /// z transforms back only these slices, which is what makes one slice cheap.
+    pub fn decode_chunk_slices(
+        &self,
+        index: usize,
+        prediction: Option<&[f32]>,
+        z: Range<usize>,
+    ) -> Result<Vec<f32>, ResidualError> {
         let region = self.chunk_region(index)?;
+        if z.start < region.z.start || z.end > region.z.end || z.is_empty() {
+            return Err(ResidualError::SlicesOutsideChunk {
+                index,
+                start: z.start,
+                end: z.end,
+                first: region.z.start,
+                last: region.z.end,
+            });
+        }
+        let local = z.start - region.z.start..z.end - region.z.start;
         let cs = chunk_shape(&self.header, &region);
         if prediction.is_some() != self.header.uses_field {
             return Err(ResidualError::PredictionPresence);
@@ -733,7 +759,7 @@ impl<'a> Reader<'a> {
         }
         let domain = self.header.domain;
         if let Some(t) = &self.header.transform {
-            return transform::decode_chunk(data, index, t, cs, prediction, domain);
+            return transform::decode_chunk(data, index, t, cs, prediction, domain, local);
         }
         let field = field_in_domain(&domain, prediction)?;
         let dec = rangecoder::Decoder::new(data).ok_or(ResidualError::CorruptChunk(index))?;
@@ -755,7 +781,15 @@ impl<'a> Reader<'a> {
         for (i, bits) in out.escapes {
             values[i] = f32::from_bits(bits);
         }
-        Ok(values)
+        if local.len() == cs.nz {
+            return Ok(values);
+        }
+        let plane = cs.nx * cs.ny;
+        Ok(values
+            .chunks_exact(plane * cs.nz)
+            .flat_map(|frame| &frame[local.start * plane..local.end * plane])
+            .copied()
+            .collect())
     }
 
     /// Decodes every chunk (in parallel) into the whole scan. `prediction` covers the scan.

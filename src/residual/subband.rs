@@ -7,6 +7,8 @@
 //! of the order of the scan's noise, a transform coder spends its bits where the energy is
 //! (reverse water-filling) instead of coding every voxel to within a fixed bound.
 
+use std::ops::Range;
+
 use super::engine::{activity_class, med};
 use super::rangecoder::{Decoder, Encoder};
 use super::symbol::{self, SymbolModels};
@@ -95,7 +97,7 @@ fn model_set(band: &Band) -> usize {
     }
 }
 
-/// Neighbour values a coefficient's context is built from.
+/// Neighbour values a low-band coefficient's context is built from.
 struct Ctx<'a> {
     q: &'a [i64],
     dims: [usize; 3],
@@ -106,42 +108,94 @@ impl Ctx<'_> {
     fn at(&self, x: usize, y: usize, z: usize) -> i64 {
         self.q[(z * self.dims[1] + y) * self.dims[0] + x]
     }
+}
 
-    /// Activity class of the coefficient at band position `p` (already coded neighbours
-    /// and parent only), in `[0, CLASSES)`.
-    fn class(&self, band: &Band, parent: Option<&Band>, p: [usize; 3]) -> usize {
-        let [ox, oy, oz] = band.origin;
-        let [x, y, z] = p;
-        let mut a: u64 = 0;
-        if x > 0 {
-            a += 2 * self.at(ox + x - 1, oy + y, oz + z).unsigned_abs();
-        }
-        if y > 0 {
-            a += 2 * self.at(ox + x, oy + y - 1, oz + z).unsigned_abs();
-            if x > 0 {
-                a += self.at(ox + x - 1, oy + y - 1, oz + z).unsigned_abs();
+/// Magnitudes of coded coefficients as a high band's context reads them, saturated at
+/// `u16::MAX`: the activity class saturates far below that (at 6144), so the saturated sum
+/// gives the same class, and a decoder keeps 2 bytes per coefficient instead of 8.
+fn saturated(v: i64) -> u16 {
+    v.unsigned_abs().min(u16::MAX as u64) as u16
+}
+
+/// Visits the coefficients of a high band in coding order (z, then y, then x), passing
+/// `code` each one's activity class and block index and recording the magnitude of what it
+/// returns in `mag`: the class sums the magnitudes of the already coded neighbours in the
+/// band (2·W, 2·N, NW, NE, the previous slice) and twice the parent's in the next coarser
+/// band. One loop for the encoder (which returns the value it codes) and the decoder (which
+/// returns the value it reads), so the two cannot drift apart.
+fn traverse_high(
+    mag: &mut [u16],
+    dims: [usize; 3],
+    band: &Band,
+    parent: Option<&Band>,
+    mut code: impl FnMut(usize, usize) -> i64,
+) {
+    let [nx, ny, _] = dims;
+    let plane = nx * ny;
+    let [ox, oy, oz] = band.origin;
+    let [ex, ey, ez] = band.extent;
+    let m = |i: usize, mag: &[u16]| mag[i] as u64;
+    for z in 0..ez {
+        for y in 0..ey {
+            let row = ((oz + z) * ny + oy + y) * nx + ox;
+            // Where the parent row starts and its last x.
+            let parent_row = parent.map(|pb| {
+                let py = (y / 2).min(pb.extent[1] - 1);
+                let pz = if pb.extent[2] == ez {
+                    z
+                } else {
+                    (z / 2).min(pb.extent[2] - 1)
+                };
+                (
+                    ((pb.origin[2] + pz) * ny + pb.origin[1] + py) * nx + pb.origin[0],
+                    pb.extent[0] - 1,
+                )
+            });
+            for x in 0..ex {
+                let i = row + x;
+                let mut a: u64 = 0;
+                if x > 0 {
+                    a += 2 * m(i - 1, mag);
+                }
+                if y > 0 {
+                    a += 2 * m(i - nx, mag);
+                    if x > 0 {
+                        a += m(i - nx - 1, mag);
+                    }
+                    if x + 1 < ex {
+                        a += m(i - nx + 1, mag);
+                    }
+                }
+                if z > 0 {
+                    a += m(i - plane, mag);
+                }
+                if let Some((p, last)) = parent_row {
+                    a += 2 * m(p + (x / 2).min(last), mag);
+                }
+                mag[i] = saturated(code(activity_class(a), i));
             }
-            if x + 1 < band.extent[0] {
-                a += self.at(ox + x + 1, oy + y - 1, oz + z).unsigned_abs();
-            }
         }
-        if z > 0 {
-            a += self.at(ox + x, oy + y, oz + z - 1).unsigned_abs();
-        }
-        if let Some(pb) = parent {
-            let px = (x / 2).min(pb.extent[0] - 1);
-            let py = (y / 2).min(pb.extent[1] - 1);
-            let pz = if pb.extent[2] == band.extent[2] {
-                z
-            } else {
-                (z / 2).min(pb.extent[2] - 1)
-            };
-            a += 2 * self
-                .at(pb.origin[0] + px, pb.origin[1] + py, pb.origin[2] + pz)
-                .unsigned_abs();
-        }
-        activity_class(a)
     }
+}
+
+/// Visits the coefficients of the final low band in coding order, passing `code` each
+/// one's class (its neighbours' gradient), MED prediction and position in the band, and
+/// storing what it returns in `low` (the band alone, x fastest: the band starts at the
+/// block's origin, so its neighbours are the block's).
+fn traverse_low(low: &mut [i64], band: &Band, mut code: impl FnMut(usize, i64, [usize; 3]) -> i64) {
+    let local = Band {
+        origin: [0; 3],
+        ..*band
+    };
+    for_each_position(&local, |p| {
+        let ctx = Ctx {
+            q: &*low,
+            dims: band.extent,
+        };
+        let (class, pred) = (low_class(&ctx, &local, p), low_prediction(&ctx, &local, p));
+        let i = index(band.extent, &local, p);
+        low[i] = code(class, pred, p);
+    });
 }
 
 /// MED prediction of a low-band coefficient from its coded W, N and NW neighbours.
@@ -251,53 +305,64 @@ pub fn encode_block(q: &[i64], d: Decomposition) -> Vec<u8> {
     let all = bands(d);
     let mut models = vec![SymbolModels::default(); d.depth() + 1];
     let mut enc = Encoder::new();
-    let ctx = Ctx { q, dims: d.dims };
+    let mut mag = vec![0u16; q.len()];
     for band in &all {
-        let par = parent(d, &all, band);
         let m = &mut models[model_set(band)];
-        for_each_position(band, |p| {
-            let v = q[index(d.dims, band, p)];
-            if band.orientation == 0 {
-                let class = low_class(&ctx, band, p);
-                symbol::encode(&mut enc, m, class, v - low_prediction(&ctx, band, p));
-            } else {
-                let class = ctx.class(band, par.as_ref(), p);
-                symbol::encode(&mut enc, m, class, v);
-            }
-        });
+        if band.orientation == 0 {
+            let mut low = vec![0i64; band.extent.iter().product()];
+            traverse_low(&mut low, band, |class, pred, p| {
+                let v = q[index(d.dims, band, p)];
+                symbol::encode(&mut enc, m, class, v - pred);
+                v
+            });
+        } else {
+            let par = parent(d, &all, band);
+            traverse_high(&mut mag, d.dims, band, par.as_ref(), |class, i| {
+                symbol::encode(&mut enc, m, class, q[i]);
+                q[i]
+            });
+        }
     }
     enc.finish()
 }
 
-/// Decodes a block written by [`encode_block`] into quantized values; `None` when the bytes
-/// do not hold exactly one block of this decomposition.
-pub fn decode_block(bytes: &[u8], d: Decomposition) -> Option<Vec<i64>> {
+/// Decodes a block written by [`encode_block`] and returns the quantized values of its
+/// slices `z` (x fastest); `None` when the bytes do not hold exactly one block of this
+/// decomposition. Every coefficient is read (the coder is sequential), but only the slices
+/// asked for are kept exactly; the rest live on as the magnitudes the contexts need.
+pub fn decode_block(bytes: &[u8], d: Decomposition, z: Range<usize>) -> Option<Vec<i64>> {
     let all = bands(d);
-    let n: usize = d.dims.iter().product();
-    let mut q = vec![0i64; n];
+    let plane = d.dims[0] * d.dims[1];
+    let n = plane * d.dims[2];
+    let kept = z.start * plane..z.end.min(d.dims[2]) * plane;
+    let mut out = vec![0i64; kept.len()];
+    let mut keep = |i: usize, v: i64| {
+        if kept.contains(&i) {
+            out[i - kept.start] = v;
+        }
+    };
+    let mut mag = vec![0u16; n];
     let mut models = vec![SymbolModels::default(); d.depth() + 1];
     let mut dec = Decoder::new(bytes)?;
     for band in &all {
-        let par = parent(d, &all, band);
         let m = &mut models[model_set(band)];
-        for_each_position(band, |p| {
-            let i = index(d.dims, band, p);
-            let ctx = Ctx {
-                q: &q,
-                dims: d.dims,
-            };
-            let v = if band.orientation == 0 {
-                let class = low_class(&ctx, band, p);
-                let pred = low_prediction(&ctx, band, p);
-                pred.saturating_add(symbol::decode(&mut dec, m, class))
-            } else {
-                let class = ctx.class(band, par.as_ref(), p);
-                symbol::decode(&mut dec, m, class)
-            };
-            q[i] = v;
-        });
+        if band.orientation == 0 {
+            let mut low = vec![0i64; band.extent.iter().product()];
+            traverse_low(&mut low, band, |class, pred, p| {
+                let v = pred.saturating_add(symbol::decode(&mut dec, m, class));
+                keep(index(d.dims, band, p), v);
+                v
+            });
+        } else {
+            let par = parent(d, &all, band);
+            traverse_high(&mut mag, d.dims, band, par.as_ref(), |class, i| {
+                let v = symbol::decode(&mut dec, m, class);
+                keep(i, v);
+                v
+            });
+        }
     }
-    dec.finish().then_some(q)
+    dec.finish().then_some(out)
 }
 
 /// Coefficients of a decoded block, ready for the inverse transform.
@@ -343,7 +408,11 @@ mod tests {
             .map(|i| ((i * 7919) % 23) as i64 - 11 + if i % 97 == 0 { 5000 } else { 0 })
             .collect();
         let bytes = encode_block(&q, d);
-        assert_eq!(decode_block(&bytes, d), Some(q));
-        assert_eq!(decode_block(&bytes[..bytes.len() - 1], d), None);
+        assert_eq!(decode_block(&bytes, d, 0..6), Some(q.clone()));
+        assert_eq!(
+            decode_block(&bytes, d, 2..4),
+            Some(q[2 * 220..4 * 220].to_vec())
+        );
+        assert_eq!(decode_block(&bytes[..bytes.len() - 1], d, 0..6), None);
     }
 }

@@ -1196,3 +1196,67 @@ fn outlier_lists_bound_every_voxel_of_a_transform_stream() {
         Err(ResidualError::CorruptChunk(_))
     ));
 }
+
+/// Every run of slices of every chunk decodes to its part of the whole scan, whether the
+/// transform splits z (the whole block is transformed back) or not (only the slices asked
+/// for are), with outlier lists and with a field prediction; slices outside the chunk are
+/// refused.
+#[test]
+fn slices_of_a_transform_chunk_decode_to_their_part_of_the_scan() {
+    let shape = [23, 17, 10, 2];
+    let (orig, field) = synthetic(shape, -1000, 3000, 5);
+    let kind = Kind::Integer {
+        min: -1000,
+        max: 3000,
+    };
+    let o = Options {
+        chunk_z: 4,
+        chunk_t: 1,
+    };
+    let data: &[f32] = &orig;
+    let gather = |region: &ChunkRegion| -> Result<Vec<f32>, ResidualError> {
+        Ok(region_ranges(shape, region)
+            .flat_map(|r| field[r].iter().copied())
+            .collect())
+    };
+    for (levels, outliers, with_field) in [
+        ([3, 3, 0], OutlierBound::Fixed(4), false),
+        ([3, 3, 0], OutlierBound::None, true),
+        ([3, 3, 2], OutlierBound::Fixed(4), true),
+    ] {
+        let t = TransformOptions {
+            levels,
+            outliers,
+            ..transform_options(40.0)
+        };
+        let prediction: Option<ChunkPrediction> = if with_field { Some(&gather) } else { None };
+        let bytes = encode_transform(&data, prediction, shape, kind, &t, &o).unwrap();
+        let reader = Reader::open(&bytes).unwrap();
+        let whole = reader.decode_all(with_field.then_some(&field[..])).unwrap();
+        let plane = shape[0] * shape[1];
+        for c in 0..reader.chunk_count() {
+            let region = reader.chunk_region(c).unwrap();
+            let pred = gather(&region).unwrap();
+            let pred = with_field.then_some(&pred[..]);
+            for a in region.z.clone() {
+                for b in a + 1..=region.z.end {
+                    let part = reader.decode_chunk_slices(c, pred, a..b).unwrap();
+                    let expected: Vec<f32> = region
+                        .t
+                        .clone()
+                        .flat_map(|t| {
+                            let s = (t * shape[2] + a) * plane;
+                            whole[s..s + (b - a) * plane].iter().copied()
+                        })
+                        .collect();
+                    assert_eq!(part, expected, "{levels:?} chunk {c} slices {a}..{b}");
+                }
+            }
+            let outside = region.z.end..region.z.end + 1;
+            assert!(matches!(
+                reader.decode_chunk_slices(c, pred, outside),
+                Err(ResidualError::SlicesOutsideChunk { .. })
+            ));
+        }
+    }
+}

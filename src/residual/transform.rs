@@ -14,6 +14,8 @@
 //! order its step (f32) and reconstruction offset (i16), then the coded length (u32) and the
 //! coded bytes. A chunk is its blocks, frame after frame.
 
+use std::ops::Range;
+
 use super::engine::ChunkShape;
 use super::error::ResidualError;
 use super::rangecoder::{Decoder, Encoder};
@@ -207,8 +209,28 @@ fn reconstruct(
     prediction: Option<&[f32]>,
     domain: Domain,
 ) -> Vec<f32> {
-    let mut r = subband::dequantize_block(q, d, quantizers);
-    wavelet::inverse(&mut r, d);
+    reconstruct_slices(q, quantizers, d, mean, prediction, domain, 0..d.dims[2])
+}
+
+/// Whether the transform splits z (else each slice is its own 2D transform).
+fn splits_z(d: Decomposition) -> bool {
+    (0..d.depth()).any(|l| d.splits(2, l))
+}
+
+/// Slices `z` of a block's decoded values ([`reconstruct`]'s, restricted). When the
+/// decomposition does not split z, each slice is its own 2D transform and only the slices
+/// asked for are transformed back (what makes one slice of a chunk cheap); otherwise the
+/// whole block is.
+fn reconstruct_slices(
+    q: &[i64],
+    quantizers: &[BandQuantizer],
+    d: Decomposition,
+    mean: f32,
+    prediction: Option<&[f32]>,
+    domain: Domain,
+    z: Range<usize>,
+) -> Vec<f32> {
+    let plane = d.dims[0] * d.dims[1];
     let value = |i: usize, x: f64| -> f32 {
         let x = match prediction {
             Some(p) => p[i] as f64 + mean as f64 + x,
@@ -219,7 +241,28 @@ fn reconstruct(
             _ => x as f32,
         }
     };
-    r.iter().enumerate().map(|(i, &x)| value(i, x)).collect()
+    if splits_z(d) {
+        let mut r = subband::dequantize_block(q, d, quantizers);
+        wavelet::inverse(&mut r, d);
+        let range = z.start * plane..z.end * plane;
+        return r[range.clone()]
+            .iter()
+            .zip(range)
+            .map(|(&x, i)| value(i, x))
+            .collect();
+    }
+    let slice = Decomposition {
+        dims: [d.dims[0], d.dims[1], 1],
+        levels: d.levels,
+    };
+    let mut out = Vec::with_capacity(z.len() * plane);
+    for k in z {
+        let at = k * plane;
+        let mut r = subband::dequantize_block(&q[at..at + plane], slice, quantizers);
+        wavelet::inverse(&mut r, slice);
+        out.extend(r.iter().enumerate().map(|(i, &x)| value(at + i, x)));
+    }
+    out
 }
 
 /// Decodes the block at `*pos` of `data` into stored values (advancing `pos`): the inverse
@@ -232,6 +275,7 @@ pub(super) fn decode_block(
     prediction: Option<&[f32]>,
     domain: Domain,
     outlier_bound: Option<u32>,
+    z: Range<usize>,
 ) -> Option<Vec<f32>> {
     let bands = subband::bands(d);
     let mut take = |n: usize| -> Option<&[u8]> {
@@ -257,8 +301,21 @@ pub(super) fn decode_block(
     }
     let len = take(LENGTH_BYTES)?;
     let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let q = subband::decode_block(take(len)?, d)?;
-    let mut values = reconstruct(&q, &quantizers, d, mean, prediction, domain);
+    let first = z.start * d.dims[0] * d.dims[1];
+    let n = d.dims.iter().product::<usize>();
+    let mut values = if splits_z(d) {
+        let q = subband::decode_block(take(len)?, d, 0..d.dims[2])?;
+        reconstruct_slices(&q, &quantizers, d, mean, prediction, domain, z)
+    } else {
+        // Only the slices asked for, each its own 2D transform.
+        let q = subband::decode_block(take(len)?, d, z.clone())?;
+        let p = prediction.map(|p| &p[first..first + q.len()]);
+        let part = Decomposition {
+            dims: [d.dims[0], d.dims[1], z.len()],
+            ..d
+        };
+        reconstruct_slices(&q, &quantizers, part, mean, p, domain, 0..z.len())
+    };
     let (Some(limit), Domain::Integer { lo, hi, .. }) = (outlier_bound, domain) else {
         return Some(values);
     };
@@ -272,7 +329,7 @@ pub(super) fn decode_block(
     let mut dec = Decoder::new(take(len)?)?;
     let mut models = SymbolModels::default();
     let count = symbol::decode(&mut dec, &mut models, CLASS_COUNT);
-    if !(0..=values.len() as i64).contains(&count) {
+    if !(0..=n as i64).contains(&count) {
         return None;
     }
     let q_step = 2 * bound as i64 + 1;
@@ -282,11 +339,13 @@ pub(super) fn decode_block(
         let gap = symbol::decode(&mut dec, &mut models, CLASS_GAP);
         let k = symbol::decode(&mut dec, &mut models, CLASS_CORRECTION);
         let i = usize::try_from(gap).ok()?.checked_add(next)?;
-        if i >= values.len() || k == 0 || k.abs() > max_k {
+        if i >= n || k == 0 || k.abs() > max_k {
             return None;
         }
-        let v = (values[i] as i64 + k * q_step).clamp(lo, hi);
-        values[i] = v as f32;
+        // Outliers of slices not asked for are read (the list is one stream) and skipped.
+        if let Some(v) = i.checked_sub(first).and_then(|j| values.get_mut(j)) {
+            *v = (*v as i64 + k * q_step).clamp(lo, hi) as f32;
+        }
         next = i + 1;
     }
     dec.finish().then_some(values)
@@ -325,8 +384,10 @@ pub(super) fn encode_chunk(
     Ok((out, bound))
 }
 
-/// Decodes chunk `index` (its bytes `data`, CRC already checked) into stored values in chunk
-/// order.
+/// Decodes slices `z` (counted from the chunk's first) of chunk `index` (its bytes `data`,
+/// CRC already checked) into stored values in chunk order (frames, slices, x fastest).
+/// `prediction` covers the whole chunk. Every block is read and checked whole; only the
+/// slices asked for are transformed back when the transform does not split z.
 pub(super) fn decode_chunk(
     data: &[u8],
     index: usize,
@@ -334,15 +395,24 @@ pub(super) fn decode_chunk(
     cs: ChunkShape,
     prediction: Option<&[f32]>,
     domain: Domain,
+    z: Range<usize>,
 ) -> Result<Vec<f32>, ResidualError> {
     let d = decomposition(header, cs);
     let block = cs.nx * cs.ny * cs.nz;
-    let mut out = Vec::with_capacity(cs.voxels());
+    let mut out = Vec::with_capacity(cs.nx * cs.ny * z.len() * cs.nt);
     let mut pos = 0;
     for t in 0..cs.nt {
         let p = prediction.map(|p| &p[t * block..(t + 1) * block]);
-        let values = decode_block(data, &mut pos, d, p, domain, header.outlier_bound)
-            .ok_or(ResidualError::CorruptChunk(index))?;
+        let values = decode_block(
+            data,
+            &mut pos,
+            d,
+            p,
+            domain,
+            header.outlier_bound,
+            z.clone(),
+        )
+        .ok_or(ResidualError::CorruptChunk(index))?;
         out.extend(values);
     }
     if pos != data.len() {
