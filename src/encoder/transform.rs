@@ -4,9 +4,10 @@
 //! every voxel alike. A transform coder spends them where the scan's energy is — JPEG 2000's
 //! and SPERR's advantage on CT and MRI. So for a size target the encoder also codes the scan
 //! as a transform stream (`crate::residual::encode_transform`, residual stream version 3)
-//! beside the smallest field (which the file's format needs and which still previews the scan
-//! on other grids), the base step searched so the file lands on the target, and keeps it when
-//! it beats the other files (`hybrid::best_at_size`).
+//! beside the smallest field (which the file's format needs; a decoder builds it only if asked
+//! for the field itself, other grids being interpolated from the decoded scan), the base step
+//! searched so the file lands on the target, and keeps it when it beats the other files
+//! (`hybrid::best_at_size`).
 //!
 //! Geometry: slices are transformed across (3D) unless they lie more than
 //! `TransformSettings::anisotropy_limit` times further apart than the in-plane spacing
@@ -18,6 +19,7 @@
 use super::{EncodeError, Fit};
 use crate::codec::payload::MinrFile;
 use crate::residual::{encode_transform, Kind, Options, OutlierBound, TransformOptions};
+use crate::settings::TransformSettings;
 
 /// How a transform file was made, for the report and `meta`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -46,6 +48,16 @@ const FIRST_STEP_FRACTION: f64 = 1.0 / 256.0;
 const MIN_STEP_FRACTION: f64 = 1e-7;
 const MAX_STEP_FRACTION: f64 = 64.0;
 
+/// Slices per chunk of a scan coded slice by slice at about `slice_bits` per slice:
+/// `chunk_slices_2d`, halved while the chunk would hold more than `chunk_bits_2d` bits.
+fn chunk_slices_2d(s: &TransformSettings, slice_bits: f64) -> usize {
+    let mut chunk = s.chunk_slices_2d;
+    while chunk > 1 && chunk as f64 * slice_bits > s.chunk_bits_2d {
+        chunk = chunk.div_ceil(2);
+    }
+    chunk
+}
+
 impl Fit<'_> {
     /// The wavelet levels and chunking for a scan of voxel `spacing` coded in about `target`
     /// bytes.
@@ -57,10 +69,7 @@ impl Fit<'_> {
         if thick {
             let [_, _, nz, nt] = self.shape;
             let slice_bits = 8.0 * target as f64 / (nz * nt).max(1) as f64;
-            let mut chunk = s.chunk_slices_2d;
-            while chunk > 1 && chunk as f64 * slice_bits > s.chunk_bits_2d {
-                chunk = chunk.div_ceil(2);
-            }
+            let chunk = chunk_slices_2d(s, slice_bits);
             ([s.levels_in_plane, s.levels_in_plane, 0], chunk)
         } else {
             let l = s.levels_in_plane;
@@ -184,5 +193,24 @@ impl Fit<'_> {
                 meta["bound"] = serde_json::json!({ "MaxError": d });
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_of_slices_shrink_as_the_rate_grows() {
+        let s = TransformSettings::default();
+        let plane = 512.0 * 512.0;
+        // A 512² CT slice: 16 slices up to 0.5 bpv, 8 at 1 bpv, 4 at 2, never below one.
+        assert_eq!(chunk_slices_2d(&s, 0.25 * plane), 16);
+        assert_eq!(chunk_slices_2d(&s, 0.5 * plane), 16);
+        assert_eq!(chunk_slices_2d(&s, plane), 8);
+        assert_eq!(chunk_slices_2d(&s, 2.0 * plane), 4);
+        assert_eq!(chunk_slices_2d(&s, 1e12), 1);
+        // Small slices keep the full chunk even near lossless.
+        assert_eq!(chunk_slices_2d(&s, 6.0 * 64.0 * 64.0), 16);
     }
 }
