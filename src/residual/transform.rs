@@ -144,7 +144,7 @@ pub(super) fn encode_block(
     else {
         return Ok(0);
     };
-    let recon = reconstruct(&q, &quantizers, d, mean, prediction, domain);
+    let recon = reconstruct(&q, &quantizers, d, mean, prediction, domain, 0..d.dims[2]);
     let bound = match options.outliers {
         OutlierBound::Fixed(b) => b,
         OutlierBound::Tail { sigmas, share } => {
@@ -199,29 +199,17 @@ pub(super) fn encode_block(
 /// Largest outlier bound a block may carry (a bound beyond any 33-bit range is pointless).
 pub const MAX_OUTLIER_BOUND: u32 = 1 << 30;
 
-/// The decoded values of a block from its quantized coefficients: dequantized, inverse
-/// transformed, plus mean and prediction, mapped to the domain.
-fn reconstruct(
-    q: &[i64],
-    quantizers: &[BandQuantizer],
-    d: Decomposition,
-    mean: f32,
-    prediction: Option<&[f32]>,
-    domain: Domain,
-) -> Vec<f32> {
-    reconstruct_slices(q, quantizers, d, mean, prediction, domain, 0..d.dims[2])
-}
-
 /// Whether the transform splits z (else each slice is its own 2D transform).
 fn splits_z(d: Decomposition) -> bool {
     (0..d.depth()).any(|l| d.splits(2, l))
 }
 
-/// Slices `z` of a block's decoded values ([`reconstruct`]'s, restricted). When the
+/// Slices `z` of a block's decoded values from its quantized coefficients: dequantized,
+/// inverse transformed, plus mean and prediction, mapped to the domain. When the
 /// decomposition does not split z, each slice is its own 2D transform and only the slices
 /// asked for are transformed back (what makes one slice of a chunk cheap); otherwise the
 /// whole block is.
-fn reconstruct_slices(
+fn reconstruct(
     q: &[i64],
     quantizers: &[BandQuantizer],
     d: Decomposition,
@@ -305,7 +293,7 @@ pub(super) fn decode_block(
     let n = d.dims.iter().product::<usize>();
     let mut values = if splits_z(d) {
         let q = subband::decode_block(take(len)?, d, 0..d.dims[2])?;
-        reconstruct_slices(&q, &quantizers, d, mean, prediction, domain, z)
+        reconstruct(&q, &quantizers, d, mean, prediction, domain, z)
     } else {
         // Only the slices asked for, each its own 2D transform.
         let q = subband::decode_block(take(len)?, d, z.clone())?;
@@ -314,7 +302,7 @@ pub(super) fn decode_block(
             dims: [d.dims[0], d.dims[1], z.len()],
             ..d
         };
-        reconstruct_slices(&q, &quantizers, part, mean, p, domain, 0..z.len())
+        reconstruct(&q, &quantizers, part, mean, p, domain, 0..z.len())
     };
     let (Some(limit), Domain::Integer { lo, hi, .. }) = (outlier_bound, domain) else {
         return Some(values);
