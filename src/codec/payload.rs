@@ -211,7 +211,7 @@ impl MinrFile {
 
     /// Parses and checks a file: container framing and checksums, then every payload.
     pub fn parse(bytes: &[u8]) -> Result<MinrFile, FormatError> {
-        MinrFile::parse_sections(bytes, true)
+        Ok(MinrFile::parse_sections(bytes, true)?.0)
     }
 
     /// Parses a file without decoding its tensor streams (`tensors` is left empty): framing,
@@ -219,13 +219,14 @@ impl MinrFile {
     /// describing a file (`medinr info`) without the memory its parameters would take — up
     /// to 1 GiB for a file at the format's limits.
     pub fn parse_without_tensors(bytes: &[u8]) -> Result<MinrFile, FormatError> {
-        MinrFile::parse_sections(bytes, false)
+        Ok(MinrFile::parse_sections(bytes, false)?.0)
     }
 
-    /// The payload of a file's section TENS (framing and checksums checked), for decoding
-    /// the tensors later with [`MinrFile::decode_tensor_payload`].
-    pub fn tensor_payload(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
-        Ok(Container::parse(bytes)?.require(TENS)?.to_vec())
+    /// [`MinrFile::parse_without_tensors`], returning beside the file the payload of its
+    /// section TENS (checksummed), to decode with [`MinrFile::decode_tensor_payload`] when
+    /// and if the tensors are needed.
+    pub fn parse_deferring_tensors(bytes: &[u8]) -> Result<(MinrFile, Vec<u8>), FormatError> {
+        MinrFile::parse_sections(bytes, false)
     }
 
     /// The tensors of a file parsed without them ([`MinrFile::parse_without_tensors`]) from
@@ -235,8 +236,13 @@ impl MinrFile {
         Ok(dequantize_owned(read_tensors(tens, &self.head.field)?))
     }
 
-    fn parse_sections(bytes: &[u8], with_tensors: bool) -> Result<MinrFile, FormatError> {
-        let c = Container::parse(bytes)?;
+    /// The file and, when its tensors are not decoded, the TENS payload (moved out of the
+    /// parsed container, not copied).
+    fn parse_sections(
+        bytes: &[u8],
+        with_tensors: bool,
+    ) -> Result<(MinrFile, Vec<u8>), FormatError> {
+        let mut c = Container::parse(bytes)?;
         let head = Head::read(c.require(HEAD)?)?;
         let nifti_header = unzlib(c.require(NIFT)?)?;
         let tens = c.require(TENS)?;
@@ -262,14 +268,19 @@ impl MinrFile {
                 });
             }
         }
-        Ok(MinrFile {
+        let file = MinrFile {
             head,
             nifti_header,
             tensors,
             meta,
             residual,
             mean,
-        })
+        };
+        let tens = match c.sections.iter_mut().find(|s| s.tag == TENS) {
+            Some(section) if !with_tensors => std::mem::take(&mut section.payload),
+            _ => Vec::new(),
+        };
+        Ok((file, tens))
     }
 }
 
@@ -327,9 +338,6 @@ fn write_tensors(tensors: &[QuantTensor]) -> Vec<u8> {
     w.into_vec()
 }
 
-/// Reads TENS. The framing (steps, stream lengths) is read in order; the symbol streams,
-/// independent of each other, are then decoded in parallel. The first error in file order
-/// is reported, as a sequential reader would: a stream error before a framing error wins.
 /// Dequantizes tensors in place (`symbol · step`, file order).
 fn dequantize_owned(tensors: Vec<QuantTensor>) -> Vec<Vec<f32>> {
     tensors
@@ -342,6 +350,9 @@ fn dequantize_owned(tensors: Vec<QuantTensor>) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Reads TENS. The framing (steps, stream lengths) is read in order; the symbol streams,
+/// independent of each other, are then decoded in parallel. The first error in file order
+/// is reported, as a sequential reader would: a stream error before a framing error wins.
 fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, FormatError> {
     let specs = tensor_specs(field);
     let mut r = ByteReader::new(bytes, "section TENS");

@@ -142,25 +142,11 @@ impl Decoder {
     /// Parses and verifies everything (checksums, payloads, header/field consistency) before
     /// any voxel is produced.
     ///
-    /// A file whose voxels do not depend on the field (a transform stream coded without its
-    /// prediction) has its field's tensors checksummed now but decoded only if something asks
-    /// for the field: a slice of such a file then costs what its chunk costs, not the
-    /// field's millions of parameters too.
+    /// The field's tensors of a file whose voxels do not depend on it are checksummed now
+    /// and decoded on first use (see `with_tensors`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Decoder, DecodeError> {
-        let file = MinrFile::parse_without_tensors(bytes)?;
-        let independent = match file.residual.as_deref() {
-            Some(r) => {
-                let h = *residual::Reader::open(r)?.header();
-                h.transform.is_some() && !h.uses_field
-            }
-            None => false,
-        };
-        if !independent {
-            return Decoder::from_file(MinrFile::parse(bytes)?, bytes.len());
-        }
-        let mut decoder = Decoder::with_evaluator(file, None, bytes.len())?;
-        decoder.deferred_tensors = Some(MinrFile::tensor_payload(bytes)?);
-        Ok(decoder)
+        let (file, tens) = MinrFile::parse_deferring_tensors(bytes)?;
+        Decoder::with_tensors(file, Tensors::Payload(tens), bytes.len())
     }
 
     /// The field's evaluator, built from the deferred tensors on first use.
@@ -169,8 +155,7 @@ impl Decoder {
             return Ok(e);
         }
         let tens = self.deferred_tensors.as_deref().unwrap_or_default();
-        let tensors = self.file.decode_tensor_payload(tens)?;
-        let evaluator = Evaluator::from_owned(&self.file.head.field, tensors)?;
+        let evaluator = evaluator_of(&self.file, tens)?;
         Ok(self.evaluator.get_or_init(|| evaluator))
     }
 
@@ -187,20 +172,23 @@ impl Decoder {
     /// decoder keeps the file's description; its tensors move into the evaluator (one copy
     /// of the parameters, dequantized in place), so [`Decoder::file`]'s `tensors` is empty.
     pub fn from_file(mut file: MinrFile, bytes: usize) -> Result<Decoder, DecodeError> {
-        checked_header(&file)?;
         let tensors = file.take_dequantized();
-        let evaluator = Evaluator::from_owned(&file.head.field, tensors)?;
-        Decoder::with_evaluator(file, Some(evaluator), bytes)
+        Decoder::with_tensors(file, Tensors::Decoded(tensors), bytes)
     }
 
-    /// The checks and parts every decoder shares, around an evaluator or none yet.
-    fn with_evaluator(
+    /// The checks and parts every decoder shares. The field is built now, unless the file's
+    /// voxels do not depend on it (a transform stream coded without its prediction): then its
+    /// tensors are kept as they are in the file and decoded only if something asks for the
+    /// field, so a slice of such a file costs what its chunk costs, not the field's millions
+    /// of parameters too.
+    fn with_tensors(
         file: MinrFile,
-        evaluator: Option<Evaluator>,
+        tensors: Tensors,
         bytes: usize,
     ) -> Result<Decoder, DecodeError> {
         let header = checked_header(&file)?;
         let field_shape = file.head.shape.map(|n| n as usize);
+        let mut independent = false;
         if let Some(bytes) = &file.residual {
             let stream = residual::Reader::open(bytes)?;
             if stream.header().shape != field_shape {
@@ -208,20 +196,28 @@ impl Decoder {
                     "its shape differs from the scan's shape in HEAD",
                 )));
             }
+            independent = stream.header().transform.is_some() && !stream.header().uses_field;
+        }
+        let evaluator = std::sync::OnceLock::new();
+        let mut deferred_tensors = None;
+        match tensors {
+            Tensors::Payload(tens) if independent => deferred_tensors = Some(tens),
+            Tensors::Payload(tens) => {
+                let _ = evaluator.set(evaluator_of(&file, &tens)?);
+            }
+            Tensors::Decoded(t) => {
+                let _ = evaluator.set(Evaluator::from_owned(&file.head.field, t)?);
+            }
         }
         let mean = match &file.mean {
             Some(section) => Some(TemporalMean::parse(section, field_shape)?),
             None => None,
         };
-        let cell = std::sync::OnceLock::new();
-        if let Some(e) = evaluator {
-            let _ = cell.set(e);
-        }
         Ok(Decoder {
             file,
             header,
-            evaluator: cell,
-            deferred_tensors: None,
+            evaluator,
+            deferred_tensors,
             mean,
             bytes,
             decoded: std::sync::OnceLock::new(),
@@ -438,6 +434,22 @@ impl Decoder {
         }
         Ok((out, out_shape))
     }
+}
+
+/// The field of `file` from its TENS payload `tens`.
+fn evaluator_of(file: &MinrFile, tens: &[u8]) -> Result<Evaluator, DecodeError> {
+    Ok(Evaluator::from_owned(
+        &file.head.field,
+        file.decode_tensor_payload(tens)?,
+    )?)
+}
+
+/// A file's field parameters as a decoder gets them.
+enum Tensors {
+    /// Decoded and dequantized already.
+    Decoded(Vec<Vec<f32>>),
+    /// The file's TENS payload, checksummed but not decoded.
+    Payload(Vec<u8>),
 }
 
 /// The stored NIfTI header, checked against the field's shape and datatype.

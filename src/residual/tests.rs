@@ -282,11 +282,7 @@ fn a_chunk_decodes_alone_to_its_part_of_the_scan() {
     let c = reader.chunk_of(9, 4).unwrap();
     let region = reader.chunk_region(c).unwrap();
     assert_eq!(region, ChunkRegion { z: 8..11, t: 4..5 });
-    let pick = |v: &[f32]| -> Vec<f32> {
-        region_ranges(shape, &region)
-            .flat_map(|r| v[r].to_vec())
-            .collect()
-    };
+    let pick = |v: &[f32]| region_values(v, shape, &region);
     let part = reader.decode_chunk(c, Some(&pick(&field))).unwrap();
     assert_eq!(part, pick(&full));
     // Without the prediction, or with the wrong amount, the chunk is refused.
@@ -813,11 +809,7 @@ fn a_roi_chunk_decodes_alone_to_its_part_of_the_scan() {
     let reader = Reader::open(&bytes).unwrap();
     for c in 0..reader.chunk_count() {
         let region = reader.chunk_region(c).unwrap();
-        let pick = |v: &[f32]| -> Vec<f32> {
-            region_ranges(shape, &region)
-                .flat_map(|r| v[r].to_vec())
-                .collect()
-        };
+        let pick = |v: &[f32]| region_values(v, shape, &region);
         assert_eq!(
             reader.decode_chunk(c, Some(&pick(&field))).unwrap(),
             pick(&full)
@@ -926,6 +918,23 @@ fn corrupt_roi_chunk_data_with_a_valid_checksum_never_panics() {
 
 // ---- transform streams (version 3) ----
 
+/// The integer range and the chunking of the transform tests' synthetic scans.
+const CT_LIKE: Kind = Kind::Integer {
+    min: -1000,
+    max: 3000,
+};
+const FOUR_SLICE_CHUNKS: Options = Options {
+    chunk_z: 4,
+    chunk_t: 1,
+};
+
+/// The values of `v` (a scan of `shape`) in chunk `region`, in chunk order.
+fn region_values(v: &[f32], shape: [usize; 4], region: &ChunkRegion) -> Vec<f32> {
+    region_ranges(shape, region)
+        .flat_map(|r| v[r].iter().copied())
+        .collect()
+}
+
 fn transform_options(base_step: f64) -> TransformOptions {
     TransformOptions {
         levels: [3, 3, 2],
@@ -947,14 +956,7 @@ fn mse(a: &[f32], b: &[f32]) -> f64 {
 fn transform_streams_trade_rate_for_error_and_decode_chunk_by_chunk() {
     let shape = [37, 29, 11, 3];
     let (orig, field) = synthetic(shape, -1000, 3000, 7);
-    let kind = Kind::Integer {
-        min: -1000,
-        max: 3000,
-    };
-    let o = Options {
-        chunk_z: 4,
-        chunk_t: 1,
-    };
+    let (kind, o) = (CT_LIKE, FOUR_SLICE_CHUNKS);
     let data: &[f32] = &orig;
     let mut last: Option<(usize, f64)> = None;
     for step in [1.0, 8.0, 64.0] {
@@ -983,10 +985,7 @@ fn transform_streams_trade_rate_for_error_and_decode_chunk_by_chunk() {
         for c in 0..reader.chunk_count() {
             let region = reader.chunk_region(c).unwrap();
             let part = reader.decode_chunk(c, None).unwrap();
-            let expected: Vec<f32> = region_ranges(shape, &region)
-                .flat_map(|r| all[r].iter().copied())
-                .collect();
-            assert_eq!(part, expected);
+            assert_eq!(part, region_values(&all, shape, &region));
         }
     }
     // Against a field prediction: the stream needs it back, and the difference it codes is
@@ -1006,11 +1005,7 @@ fn encode_with_field_transform(
     kind: Kind,
     o: &Options,
 ) -> Vec<u8> {
-    let gather = |region: &ChunkRegion| -> Result<Vec<f32>, ResidualError> {
-        Ok(region_ranges(shape, region)
-            .flat_map(|r| field[r].iter().copied())
-            .collect())
-    };
+    let gather = |region: &ChunkRegion| Ok(region_values(field, shape, region));
     let data: &[f32] = orig;
     encode_transform(
         &data,
@@ -1114,14 +1109,7 @@ fn corrupt_or_inconsistent_transform_streams_are_refused() {
 fn outlier_lists_bound_every_voxel_of_a_transform_stream() {
     let shape = [40, 33, 9, 2];
     let (orig, _) = synthetic(shape, -1000, 3000, 11);
-    let kind = Kind::Integer {
-        min: -1000,
-        max: 3000,
-    };
-    let o = Options {
-        chunk_z: 4,
-        chunk_t: 1,
-    };
+    let (kind, o) = (CT_LIKE, FOUR_SLICE_CHUNKS);
     let data: &[f32] = &orig;
     let plain = encode_transform(&data, None, shape, kind, &transform_options(60.0), &o).unwrap();
     let plain_error = max_error(&decode(&plain, None).unwrap(), &orig);
@@ -1147,10 +1135,7 @@ fn outlier_lists_bound_every_voxel_of_a_transform_stream() {
         for c in 0..reader.chunk_count() {
             let region = reader.chunk_region(c).unwrap();
             let part = reader.decode_chunk(c, None).unwrap();
-            let expected: Vec<f32> = region_ranges(shape, &region)
-                .flat_map(|r| decoded[r].iter().copied())
-                .collect();
-            assert_eq!(part, expected);
+            assert_eq!(part, region_values(&decoded, shape, &region));
         }
     }
     // Per block k·RMSE: the header's bound is the largest block's and holds everywhere.
@@ -1205,20 +1190,9 @@ fn outlier_lists_bound_every_voxel_of_a_transform_stream() {
 fn slices_of_a_transform_chunk_decode_to_their_part_of_the_scan() {
     let shape = [23, 17, 10, 2];
     let (orig, field) = synthetic(shape, -1000, 3000, 5);
-    let kind = Kind::Integer {
-        min: -1000,
-        max: 3000,
-    };
-    let o = Options {
-        chunk_z: 4,
-        chunk_t: 1,
-    };
+    let (kind, o) = (CT_LIKE, FOUR_SLICE_CHUNKS);
     let data: &[f32] = &orig;
-    let gather = |region: &ChunkRegion| -> Result<Vec<f32>, ResidualError> {
-        Ok(region_ranges(shape, region)
-            .flat_map(|r| field[r].iter().copied())
-            .collect())
-    };
+    let gather = |region: &ChunkRegion| Ok(region_values(&field, shape, region));
     for (levels, outliers, with_field) in [
         ([3, 3, 0], OutlierBound::Fixed(4), false),
         ([3, 3, 0], OutlierBound::None, true),

@@ -144,7 +144,16 @@ pub(super) fn encode_block(
     else {
         return Ok(0);
     };
-    let recon = reconstruct(&q, &quantizers, d, mean, prediction, domain, 0..d.dims[2]);
+    let recon = reconstruct(
+        &q,
+        0,
+        &quantizers,
+        d,
+        mean,
+        prediction,
+        domain,
+        0..d.dims[2],
+    );
     let bound = match options.outliers {
         OutlierBound::Fixed(b) => b,
         OutlierBound::Tail { sigmas, share } => {
@@ -205,12 +214,14 @@ fn splits_z(d: Decomposition) -> bool {
 }
 
 /// Slices `z` of a block's decoded values from its quantized coefficients: dequantized,
-/// inverse transformed, plus mean and prediction, mapped to the domain. When the
-/// decomposition does not split z, each slice is its own 2D transform and only the slices
-/// asked for are transformed back (what makes one slice of a chunk cheap); otherwise the
-/// whole block is.
+/// inverse transformed, plus mean and prediction (the whole block's), mapped to the domain.
+/// `q` holds the block's slices from `q_first` on ([`q_slices`]: all of them when the
+/// decomposition splits z, else those of `z`, each its own 2D transform, so only the slices
+/// asked for are transformed back — what makes one slice of a chunk cheap).
+#[allow(clippy::too_many_arguments)]
 fn reconstruct(
     q: &[i64],
+    q_first: usize,
     quantizers: &[BandQuantizer],
     d: Decomposition,
     mean: f32,
@@ -245,12 +256,21 @@ fn reconstruct(
     };
     let mut out = Vec::with_capacity(z.len() * plane);
     for k in z {
-        let at = k * plane;
+        let at = (k - q_first) * plane;
         let mut r = subband::dequantize_block(&q[at..at + plane], slice, quantizers);
         wavelet::inverse(&mut r, slice);
-        out.extend(r.iter().enumerate().map(|(i, &x)| value(at + i, x)));
+        out.extend(r.iter().enumerate().map(|(i, &x)| value(k * plane + i, x)));
     }
     out
+}
+
+/// The slices of a block whose quantized values [`reconstruct`] needs for slices `z`.
+fn q_slices(d: Decomposition, z: Range<usize>) -> Range<usize> {
+    if splits_z(d) {
+        0..d.dims[2]
+    } else {
+        z
+    }
 }
 
 /// Decodes the block at `*pos` of `data` into stored values (advancing `pos`): the inverse
@@ -291,19 +311,9 @@ pub(super) fn decode_block(
     let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
     let first = z.start * d.dims[0] * d.dims[1];
     let n = d.dims.iter().product::<usize>();
-    let mut values = if splits_z(d) {
-        let q = subband::decode_block(take(len)?, d, 0..d.dims[2])?;
-        reconstruct(&q, &quantizers, d, mean, prediction, domain, z)
-    } else {
-        // Only the slices asked for, each its own 2D transform.
-        let q = subband::decode_block(take(len)?, d, z.clone())?;
-        let p = prediction.map(|p| &p[first..first + q.len()]);
-        let part = Decomposition {
-            dims: [d.dims[0], d.dims[1], z.len()],
-            ..d
-        };
-        reconstruct(&q, &quantizers, part, mean, p, domain, 0..z.len())
-    };
+    let kept = q_slices(d, z.clone());
+    let q = subband::decode_block(take(len)?, d, kept.clone())?;
+    let mut values = reconstruct(&q, kept.start, &quantizers, d, mean, prediction, domain, z);
     let (Some(limit), Domain::Integer { lo, hi, .. }) = (outlier_bound, domain) else {
         return Some(values);
     };
