@@ -163,10 +163,11 @@ pub(super) fn points(
     p
 }
 
-/// BD figures of medinr against JPEG 2000. `trivial_psnr_db` is the temporal-mean baseline
-/// of a 4D scan: when it is above every lossy point of both codecs, neither curve is worth
-/// having and the figures are flagged, never read as a win.
-pub(super) fn bd_for(rows: &[Row], trivial_psnr_db: Option<f64>) -> Bd {
+/// BD figures of medinr against JPEG 2000. `trivial` is the trivial baseline (its name and
+/// PSNR: the temporal mean of a 4D scan, the constant of a 3D one): when it is above every
+/// lossy point of both codecs, neither curve is worth having and the figures are flagged,
+/// never read as a win.
+pub(super) fn bd_for(rows: &[Row], trivial: Option<(&str, f64)>) -> Bd {
     let (anchor, test) = (curve(rows, J2K), curve(rows, MEDINR));
     let (rate, psnr) = bjontegaard(&anchor, &test);
     let mut notes = Vec::new();
@@ -192,15 +193,14 @@ pub(super) fn bd_for(rows: &[Row], trivial_psnr_db: Option<f64>) -> Bd {
         .chain(&test)
         .map(|p| p.1)
         .fold(f64::MIN, f64::max);
-    let below_trivial_baseline =
-        trivial_psnr_db.is_some_and(|b| !anchor.is_empty() && !test.is_empty() && best < b);
-    if below_trivial_baseline {
+    let below = trivial.filter(|&(_, b)| !anchor.is_empty() && !test.is_empty() && best < b);
+    if let Some((name, b)) = below {
         notes.push(format!(
-            "no win: the temporal-mean baseline ({:.2} dB) is above every lossy point of both \
-             codecs (best {best:.2} dB), so the BD figures compare two failures",
-            trivial_psnr_db.unwrap_or(f64::NAN)
+            "no win: the {name} baseline ({b:.2} dB) is above every lossy point of both \
+             codecs (best {best:.2} dB), so the BD figures compare two failures"
         ));
     }
+    let below_trivial_baseline = below.is_some();
     Bd {
         method: BD_METHOD.into(),
         anchor: J2K.into(),

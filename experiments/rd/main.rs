@@ -195,8 +195,9 @@ struct Bd {
     bd_psnr_db: Option<f64>,
     psnr_overlap_db: Option<[f64; 2]>,
     bpv_overlap: Option<[f64; 2]>,
-    /// 4D: the temporal-mean baseline's PSNR is above every lossy point of both codecs, so
-    /// no BD figure between them says anything (reported, never as a win).
+    /// The trivial baseline's PSNR (4D: the temporal mean; 3D: the scan's mean) is above
+    /// every lossy point of both codecs, so no BD figure between them says anything
+    /// (reported, never as a win).
     #[serde(default)]
     below_trivial_baseline: bool,
     notes: Vec<String>,
@@ -225,6 +226,12 @@ struct ScanReport {
     /// mean: one 3D image, a few hundredths of a bit per voxel).
     #[serde(default)]
     temporal_mean_psnr_db: Option<f64>,
+    /// The trivial baseline of every scan: each voxel replaced by the scan's mean
+    /// (`metrics::constant_baseline`), its PSNR and worst-case error.
+    #[serde(default)]
+    constant_psnr_db: Option<f64>,
+    #[serde(default)]
+    constant_max_error: Option<f64>,
     rates: Vec<f64>,
     #[serde(default)]
     max_errors: Vec<f64>,
@@ -396,7 +403,10 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
     if count > 0 {
         bail!("{count} NaN/infinite voxels (first at {first:?}); neither codec can be compared on them");
     }
-    let data_range = metrics::data_range(&volume.data.to_f32());
+    let values = volume.data.to_f32();
+    let data_range = metrics::data_range(&values);
+    let constant = metrics::constant_baseline(&values, data_range);
+    drop(values);
     // JPEG 2000 codes stored integers directly when they fit its 16-bit samples; anything else
     // (floats, 32-bit integers of wide range) is quantised to 16 bits by the baseline.
     let j2k_integer = datatype.is_integer() && data_range < 65536.0;
@@ -463,7 +473,12 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
     let temporal_mean_psnr_db = rows
         .iter()
         .find_map(|r| r.timeseries.as_ref().map(|t| t.temporal_mean_psnr_db));
-    let bd = bd_for(&rows, temporal_mean_psnr_db);
+    // The stronger trivial baseline: a 4D scan's temporal mean, else the constant.
+    let trivial = match temporal_mean_psnr_db {
+        Some(p) => Some(("temporal-mean", p)),
+        None => constant.map(|(p, _)| ("constant (scan mean)", p)),
+    };
+    let bd = bd_for(&rows, trivial);
     if let (Some(r), Some(p)) = (bd.bd_rate_percent, bd.bd_psnr_db) {
         println!("  BD-rate medinr vs JPEG 2000: {r:+.1} %, BD-PSNR {p:+.2} dB");
     }
@@ -478,6 +493,8 @@ fn study_scan(path: &Path, ctx: &RunContext, out: &Path) -> Result<PathBuf> {
         stored_bits,
         data_range,
         temporal_mean_psnr_db,
+        constant_psnr_db: constant.map(|c| c.0),
+        constant_max_error: constant.map(|c| c.1),
         rates: ctx.rates.clone(),
         max_errors: ctx.max_errors.clone(),
         effort: ctx.effort,

@@ -341,7 +341,7 @@ impl RdPlot {
             fmt_opt(r.bd.bd_rate_percent, 1, " %"),
             fmt_opt(r.bd.bd_psnr_db, 2, " dB"),
             if r.bd.below_trivial_baseline {
-                ": NO WIN, both below the temporal-mean baseline"
+                ": NO WIN, both below the trivial baseline"
             } else {
                 ""
             }

@@ -88,7 +88,8 @@ pub(super) fn write_summary(out: &Path) -> Result<()> {
             .map_err(anyhow::Error::from)
             .and_then(|s| Ok(serde_json::from_str::<ScanReport>(&s)?))
         {
-            Ok(r) => {
+            Ok(mut r) => {
+                backfill_constant_baseline(&mut r);
                 let folder = dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -108,6 +109,21 @@ pub(super) fn write_summary(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A report written before the constant baseline was recorded gets it from its scan, when
+/// the scan is still at its path (it depends on the scan alone); else it goes without.
+fn backfill_constant_baseline(r: &mut ScanReport) {
+    if r.constant_psnr_db.is_some() {
+        return;
+    }
+    if let Ok(volume) = medinr::volume::read_nifti(Path::new(&r.path)) {
+        let values = volume.data.to_f32();
+        if let Some((p, max)) = metrics::constant_baseline(&values, metrics::data_range(&values)) {
+            r.constant_psnr_db = Some(p);
+            r.constant_max_error = Some(max);
+        }
+    }
+}
+
 pub(super) fn summary_markdown(reports: &[(String, ScanReport)], unreadable: &[String]) -> String {
     let mut s = String::new();
     s += "# Rate–distortion study: medinr vs per-slice JPEG 2000\n\n";
@@ -123,7 +139,7 @@ pub(super) fn summary_markdown(reports: &[(String, ScanReport)], unreadable: &[S
           medinr decode = `Decoder::from_bytes` + decoding the whole scan; JPEG 2000 = all \
           slices, coded in parallel (in rd.csv / rd.json).\n\n";
     let _ = writeln!(s, "**BD-rate / BD-PSNR**: {BD_METHOD}. Negative BD-rate = medinr needs fewer bits than JPEG 2000 for the same PSNR; positive BD-PSNR = medinr has higher PSNR at the same rate. `n/a` = the curves do not overlap.\n");
-    s += "| scan | shape | type | BD-rate | BD-PSNR | JPEG 2000 lossless |\n|---|---|---|---:|---:|---:|\n";
+    s += "| scan | shape | type | BD-rate | BD-PSNR | JPEG 2000 lossless | trivial baseline |\n|---|---|---|---:|---:|---:|---:|\n";
     for (folder, r) in reports {
         let lossless = r
             .rows
@@ -132,16 +148,21 @@ pub(super) fn summary_markdown(reports: &[(String, ScanReport)], unreadable: &[S
             .map_or("".into(), |x| {
                 format!("{:.3} bpv ({:.2}:1)", x.bpv, x.ratio)
             });
+        let trivial = match (r.temporal_mean_psnr_db, r.constant_psnr_db) {
+            (Some(p), _) => format!("{p:.2} dB (temporal mean)"),
+            (None, Some(p)) => format!("{p:.2} dB (constant)"),
+            (None, None) => String::new(),
+        };
         let _ = writeln!(
             s,
-            "| [{}](#{}) | {} | {} | {} | {} | {} |",
+            "| [{}](#{}) | {} | {} | {} | {} | {} | {trivial} |",
             r.scan,
             anchor_id(&r.scan),
             shape_text(r.shape),
             r.datatype,
             fmt_opt(r.bd.bd_rate_percent, 1, " %")
                 + if r.bd.below_trivial_baseline {
-                    " (no win: both below the temporal-mean baseline)"
+                    " (no win: both below the trivial baseline)"
                 } else {
                     ""
                 },
@@ -214,33 +235,48 @@ pub(super) fn scan_section(s: &mut String, folder: &str, r: &ScanReport) {
             )
         }
     );
-    *s += "| target bpv | medinr bpv | medinr PSNR (dB) | medinr SSIM | JPEG 2000 bpv | JPEG 2000 PSNR (dB) | JPEG 2000 SSIM |\n";
-    *s += "|---:|---:|---:|---:|---:|---:|---:|\n";
+    *s += "| target bpv | medinr bpv | medinr PSNR (dB) | medinr SSIM | medinr max error | JPEG 2000 bpv | JPEG 2000 PSNR (dB) | JPEG 2000 SSIM | JPEG 2000 max error |\n";
+    *s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let mut targets: Vec<f64> = r.rows.iter().filter_map(|x| x.target_bpv).collect();
     targets.sort_by(f64::total_cmp);
     targets.dedup();
-    let cell = |codec: &str, t: Option<f64>| -> [String; 3] {
+    let cell = |codec: &str, t: Option<f64>| -> String {
         match r
             .rows
             .iter()
             .find(|x| x.codec == codec && x.target_bpv == t)
         {
-            Some(x) => [
-                format!("{:.4}", x.bpv),
+            Some(x) => format!(
+                "{:.4} | {} | {:.4} | {}",
+                x.bpv,
                 fmt_psnr(x.psnr_db),
-                format!("{:.4}", x.ssim),
-            ],
-            None => ["–".into(), "–".into(), "–".into()],
+                x.ssim,
+                x.max_abs_error
+            ),
+            None => "– | – | – | –".into(),
         }
     };
     for t in targets {
-        let [mb, mp, ms] = cell(MEDINR, Some(t));
-        let [jb, jp, js] = cell(J2K, Some(t));
-        let _ = writeln!(s, "| {t} | {mb} | {mp} | {ms} | {jb} | {jp} | {js} |");
+        let _ = writeln!(
+            s,
+            "| {t} | {} | {} |",
+            cell(MEDINR, Some(t)),
+            cell(J2K, Some(t))
+        );
     }
-    let [jb, jp, js] = cell(J2K, None);
-    let _ = writeln!(s, "| lossless | | | | {jb} | {jp} | {js} |");
+    let _ = writeln!(s, "| lossless | | | | | {} |", cell(J2K, None));
     *s += "\n";
+    if let (Some(p), Some(max), None) = (
+        r.constant_psnr_db,
+        r.constant_max_error,
+        r.temporal_mean_psnr_db,
+    ) {
+        let _ = writeln!(
+            s,
+            "Trivial baseline (every voxel the scan's mean, a few bytes): **{p:.2} dB**, max \
+             error {max:.0}; a row below it is a failure whatever its rate.\n"
+        );
+    }
     bounded_table(s, r);
     timeseries_table(s, folder, r);
     let _ = writeln!(

@@ -4,8 +4,8 @@
 //! every voxel alike. A transform coder spends them where the scan's energy is — JPEG 2000's
 //! and SPERR's advantage on CT and MRI. So for a size target the encoder also codes the scan
 //! as a transform stream (`crate::residual::encode_transform`, residual stream version 3)
-//! beside the smallest field (which the file's format needs; a decoder builds it only if asked
-//! for the field itself, other grids being interpolated from the decoded scan), the base step
+//! beside a placeholder field of a few dozen bytes (the format needs a field; no decoder
+//! evaluates this one, other grids being interpolated from the decoded scan), the base step
 //! searched so the file lands on the target, and keeps it when it beats the other files
 //! (`hybrid::best_at_size`).
 //!
@@ -17,7 +17,8 @@
 //! one frame decodes from that frame's chunk alone.
 
 use super::{EncodeError, Fit};
-use crate::codec::payload::MinrFile;
+use crate::codec::payload::{MinrFile, QuantTensor};
+use crate::model::{config::MAX_DIMS, FieldConfig};
 use crate::residual::{encode_transform, Kind, Options, OutlierBound, TransformOptions};
 use crate::settings::TransformSettings;
 
@@ -91,8 +92,7 @@ impl Fit<'_> {
         if !s.enabled {
             return Ok(None);
         }
-        let mut base = self.smallest(lossy)?;
-        base.residual = None;
+        let base = self.placeholder(lossy);
         let (levels, chunk_slices) = self.transform_geometry(spacing, target);
         let options = Options {
             chunk_z: chunk_slices.min(self.shape[2]),
@@ -185,9 +185,49 @@ impl Fit<'_> {
         Ok(Some((fits.file, fits.choice)))
     }
 
+    /// The field a transform file carries. Its voxels come from the transform stream alone
+    /// and other grids are interpolated from the decoded scan, so no decoder evaluates the
+    /// field; the format has one, so it is the least a field can be: one level of one cell,
+    /// one feature, one hidden unit, every parameter zero (a few dozen bytes, where even the
+    /// smallest version of a fitted field takes kilobytes: 2.6 KB on the chest CT, a tenth
+    /// of a file at 0.025 bpv on Colin27). No temporal mean either: the stream codes the scan
+    /// itself. `lossy` gives the field's dimensions.
+    fn placeholder(&self, lossy: &MinrFile) -> MinrFile {
+        let dims = lossy.head.field.dims;
+        let mut cell = [0u32; MAX_DIMS];
+        cell[..dims].fill(1);
+        let config = FieldConfig {
+            dims,
+            features: 1,
+            table_size: 1 << dims,
+            resolutions: vec![cell],
+            hidden_width: 1,
+            hidden_layers: 1,
+        };
+        let tensors = crate::model::tensor_specs(&config)
+            .into_iter()
+            .map(|spec| QuantTensor {
+                step: 1.0,
+                symbols: vec![0; spec.len],
+            })
+            .collect();
+        MinrFile {
+            head: self.head(&config),
+            nifti_header: self.nifti_header.to_vec(),
+            tensors,
+            meta: None,
+            residual: None,
+            mean: None,
+        }
+    }
+
     /// `meta` of a transform file: the run's own, plus how the layer was set.
     fn transform_meta(&self, choice: &TransformChoice) -> String {
         self.meta_with(|meta| {
+            // The file carries no temporal mean (see `placeholder`).
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("temporal_mean_max_error");
+            }
             meta["transform"] = serde_json::json!(choice);
             if let Some(d) = choice.max_error {
                 meta["bound"] = serde_json::json!({ "MaxError": d });

@@ -360,6 +360,26 @@ pub(crate) fn psnr_from_mse(mse: f64, range: f64) -> f64 {
     }
 }
 
+/// The trivial baseline of a scan: every voxel replaced by the scan's mean (one number, a few
+/// bytes). Returns its PSNR on `data_range` and its worst-case error; a codec's point below
+/// it is a failure whatever its rate. Finite values only; `None` for an empty scan.
+pub fn constant_baseline(reference: &[f32], data_range: f64) -> Option<(f64, f64)> {
+    let finite = || {
+        reference
+            .par_iter()
+            .filter(|x| x.is_finite())
+            .map(|&x| x as f64)
+    };
+    let n = finite().count();
+    if n == 0 {
+        return None;
+    }
+    let mean = finite().sum::<f64>() / n as f64;
+    let mse = finite().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+    let max_error = finite().map(|x| (x - mean).abs()).reduce(|| 0.0, f64::max);
+    Some((psnr_from_mse(mse, data_range), max_error))
+}
+
 /// The reference's own dynamic range `max - min` (finite values only);
 /// 1 when the volume is constant or empty, so PSNR/SSIM stay defined.
 pub fn data_range(reference: &[f32]) -> f64 {
@@ -550,6 +570,26 @@ mod tests {
         assert!((c.ssim - 1.0).abs() < 1e-12);
         assert_eq!(c.max_abs_error, 0.0);
         assert_eq!(c.voxels, 1200);
+    }
+
+    #[test]
+    fn constant_baseline_is_the_mean_image_compared_like_any_decoded_scan() {
+        let a = smooth(40, 30);
+        let range = data_range(&a);
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / a.len() as f64;
+        let flat = vec![mean as f32; a.len()];
+        let (p, max) = constant_baseline(&a, range).unwrap();
+        assert!((p - psnr(&a, &flat, range)).abs() < 1e-4, "{p}");
+        let want = a
+            .iter()
+            .map(|&v| (v as f64 - mean).abs())
+            .fold(0.0, f64::max);
+        assert!((max - want).abs() < 1e-9);
+        // Non-finite voxels are left out; nothing finite, no baseline.
+        let mut b = a.clone();
+        b.push(f32::NAN);
+        assert_eq!(constant_baseline(&b, range), Some((p, max)));
+        assert_eq!(constant_baseline(&[f32::NAN], 1.0), None);
     }
 
     #[test]
