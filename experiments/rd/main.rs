@@ -700,7 +700,11 @@ fn run_medinr(
         scan,
         MEDINR,
         Some(bpv),
-        field_summary(&report.config, report.parameters),
+        format!(
+            "{}{}",
+            layer_summary(&report),
+            field_summary(&report.config, report.parameters)
+        ),
         bytes.len() as u64,
         volume,
         &c,
@@ -721,6 +725,43 @@ fn run_medinr(
 
 fn same_psnr(a: f64, b: f64) -> bool {
     (a.is_infinite() && b.is_infinite() && a.signum() == b.signum()) || (a - b).abs() <= 1e-6
+}
+
+/// What carries the file's fidelity when it is not the field alone, as the start of a row's
+/// `params`: "wavelet transform layer …; fitted field weighed against it: " or "field + residual …; ".
+fn layer_summary(report: &medinr::encoder::EncodeReport) -> String {
+    match (&report.transform, &report.lossy_residual) {
+        (Some(t), _) => format!(
+            "wavelet transform layer, levels {}x{}x{}, base step {:.3}, {} slices per chunk{}; \
+             fitted field weighed against it: ",
+            t.levels[0],
+            t.levels[1],
+            t.levels[2],
+            t.base_step,
+            t.chunk_slices,
+            t.max_error
+                .map_or(String::new(), |d| format!(", max error {d}"))
+        ),
+        (None, Some(h)) => format!(
+            "field + residual, max error {}{}, {}; field: ",
+            h.max_error,
+            if h.prefix_voxels > 0 {
+                format!(
+                    " ({} on {} voxels per frame)",
+                    h.max_error - 1.0,
+                    h.prefix_voxels
+                )
+            } else {
+                String::new()
+            },
+            if h.uses_field {
+                "predicted from the field"
+            } else {
+                "predicted from decoded neighbours"
+            }
+        ),
+        (None, None) => String::new(),
+    }
 }
 
 /// "3-D hash grid 16×2, table 2^14, MLP 2×64, 123456 parameters".
