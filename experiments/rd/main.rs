@@ -166,6 +166,10 @@ struct TsFigures {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MedinrDetails {
     encoder_psnr_db: Option<f64>,
+    /// PSNR of the field-alone file the encoder weighed the kept file against (its own
+    /// measure, stored units), when another layer was tried: the ablation of the layers.
+    #[serde(default)]
+    field_alone_psnr_db: Option<f64>,
     fit_s: f64,
     steps: usize,
     parameters: usize,
@@ -712,6 +716,7 @@ fn run_medinr(
     (row.encode_s, row.decode_s) = (encode_s, decode_s);
     row.medinr = Some(MedinrDetails {
         encoder_psnr_db: finite(report.quality.psnr_db),
+        field_alone_psnr_db: report.field_alone_psnr_db.and_then(finite),
         fit_s: report.fit_seconds,
         steps: report.steps,
         parameters: report.parameters,

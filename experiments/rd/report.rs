@@ -266,6 +266,23 @@ pub(super) fn scan_section(s: &mut String, folder: &str, r: &ScanReport) {
     }
     let _ = writeln!(s, "| lossless | | | | | {} |", cell(J2K, None));
     *s += "\n";
+    let field_alone: Vec<String> = r
+        .rows
+        .iter()
+        .filter(|x| x.codec == MEDINR)
+        .filter_map(|x| {
+            let f = x.medinr.as_ref()?.field_alone_psnr_db?;
+            Some(format!("{} bpv {f:.2} dB", x.target_bpv?))
+        })
+        .collect();
+    if !field_alone.is_empty() {
+        let _ = writeln!(
+            s,
+            "The fitted field alone, as the encoder measured it before keeping the better file \
+             (the layer ablation; the kept file's layer is in rd.csv `params`): {}.\n",
+            field_alone.join(", ")
+        );
+    }
     if let (Some(p), Some(max), None) = (
         r.constant_psnr_db,
         r.constant_max_error,
