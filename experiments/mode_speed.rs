@@ -113,8 +113,20 @@ fn run(a: &Args) -> Result<()> {
         let original = volume.data.to_f32();
         for (label, options) in modes(a) {
             let t = Instant::now();
-            let (file, _) = encode(&volume, &options, &mut Silent)
+            let (file, report) = encode(&volume, &options, &mut Silent)
                 .with_context(|| format!("{name} {label}"))?;
+            // What the encoder kept for a lossy target, so the row says what it times.
+            let label = match (&report.transform, &report.lossy_residual, options.bound) {
+                (_, _, Some(_)) => label,
+                (Some(_), _, None) => format!("{label} (kept: wavelet transform layer)"),
+                (None, Some(h), None) => {
+                    format!(
+                        "{label} (kept: field + residual, max error {})",
+                        h.max_error
+                    )
+                }
+                (None, None, None) => label,
+            };
             let encode_s = t.elapsed().as_secs_f64();
             let bytes = file.to_bytes()?;
             let t = Instant::now();

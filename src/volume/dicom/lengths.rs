@@ -201,6 +201,16 @@ fn walk(b: &[u8], data_set_syntax: Syntax) -> Result<(), String> {
     // Inside encapsulated pixel data, items are fragments of bytes, not data sets.
     let mut in_fragments = false;
     while pos + 8 <= b.len() {
+        // Zero bytes to the end are padding after the last element (some writers pad files
+        // to a block size); the DICOM reader takes them for elements and fails, so say what
+        // they are rather than which element they would cut off.
+        if b[pos..pos + 8] == [0; 8] && b[pos..].iter().all(|&x| x == 0) {
+            return Err(format!(
+                "{} zero bytes of padding follow the last element (from byte {pos} of the data \
+                 set), which the DICOM reader does not accept",
+                b.len() - pos
+            ));
+        }
         let h = header(b, pos, syntax)?;
         let start = pos + h.size;
         let remaining = b.len() - start;
@@ -264,6 +274,14 @@ mod tests {
 
     fn sample(name: &str) -> Vec<u8> {
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+    }
+
+    #[test]
+    fn trailing_zero_padding_is_named() {
+        let mut b = sample("data/dicom/CT_small.dcm");
+        b.extend_from_slice(&[0; 332]);
+        let e = check_declared_lengths(&b).unwrap_err();
+        assert!(e.contains("332 zero bytes of padding"), "{e}");
     }
 
     #[test]
