@@ -32,6 +32,7 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_ROOT");
+    record_commit();
 
     let mut host = cc::Build::new();
     host.cpp(true)
@@ -49,6 +50,47 @@ fn main() {
     if env::var_os("CARGO_FEATURE_CUDA").is_some() {
         build_ptx(dir);
     }
+}
+
+/// Sources whose state the recorded commit vouches for: what goes into the binaries.
+const CODE: [&str; 5] = ["src", "experiments", "kernels", "Cargo.toml", "Cargo.lock"];
+
+/// Sets `MEDINR_BUILD_COMMIT` to the commit the binaries are built from (`git rev-parse
+/// --short HEAD`, with `+dirty` when a tracked file under `CODE` differs from it), so a study
+/// records the code that produced its figures, not whatever the tree holds when it runs.
+/// `unknown` outside a git checkout.
+fn record_commit() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+            status.extend(CODE);
+            let dirty = git(&status).is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{head}+dirty")
+            } else {
+                head
+            }
+        }
+        None => "unknown".to_string(),
+    };
+    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
+        // HEAD moves on checkout, its branch ref on commit (a directory is watched whole).
+        println!("cargo:rerun-if-changed={git_dir}/HEAD");
+        println!("cargo:rerun-if-changed={git_dir}/refs/heads");
+        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
+    }
+    for path in CODE {
+        println!("cargo:rerun-if-changed={path}");
+    }
+    println!("cargo:rustc-env=MEDINR_BUILD_COMMIT={commit}");
 }
 
 /// Compiles every kernel file to PTX for every architecture in `ARCHS`.

@@ -440,26 +440,9 @@ fn machine() -> String {
     format!("{cpu}, {} threads, {mem}", rayon::current_num_threads())
 }
 
-/// The commit of the source tree (with `+dirty` for uncommitted changes to tracked files).
+/// The commit the binary was built from (build.rs), not the tree's at run time.
 fn git_head() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let head = run(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    if dirty {
-        format!("{head}+dirty")
-    } else {
-        head
-    }
+    env!("MEDINR_BUILD_COMMIT").to_string()
 }
 
 /// Now, as `YYYY-MM-DD HH:MM UTC`.

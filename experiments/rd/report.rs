@@ -387,15 +387,9 @@ pub(super) fn machine() -> Machine {
     }
 }
 
+/// The commit the binary was built from (build.rs), not the tree's at run time.
 pub(super) fn git_describe() -> Option<String> {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let head = output_of("git", &["-C", dir, "rev-parse", "--short", "HEAD"])?;
-    let dirty = output_of(
-        "git",
-        &["-C", dir, "status", "--porcelain", "--untracked-files=no"],
-    )
-    .is_some();
-    Some(if dirty { format!("{head}+dirty") } else { head })
+    Some(env!("MEDINR_BUILD_COMMIT").to_string())
 }
 
 /// Current time as `YYYY-MM-DD HH:MM UTC`.
