@@ -2,20 +2,22 @@
 //!
 //! ```text
 //! cargo run --release --bin transform_probe -- [--steps 4,8,16] [--chunk-z N]
-//!     [--levels LX,LY,LZ] [--rounding R] [--outlier-sigmas K] [--outlier-share S] [--outliers] scan.nii.gz ...
+//!     [--levels LX,LY,LZ] [--rounding R] [--outlier-sigmas K] [--outlier-share S] [--outliers]
+//!     [--stream-version 3|4] scan.nii.gz ...
 //! ```
 //!
 //! Each scan is coded as a transform stream with no field (`residual::encode_transform`):
 //! chunks of `chunk-z` slices per frame, each transformed (CDF 9/7, `levels` per axis),
 //! quantized with the base step weighted per band by its synthesis energy and coded; then
-//! decoded again. Prints one Markdown row per step: bits per voxel of the stream (header,
+//! decoded again; `--stream-version 3` codes the high bands with version 3's models (no
+//! sign or parent contexts) for comparison. Prints one Markdown row per step: bits per voxel of the stream (header,
 //! band tables and all), PSNR on the scan's range, maximum error, encode and decode seconds.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use medinr::residual::{self, Kind, Options, OutlierBound, TransformOptions};
+use medinr::residual::{self, Contexts, Kind, Options, OutlierBound, TransformOptions};
 use medinr::volume::read_nifti;
 
 fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>>
@@ -35,6 +37,7 @@ fn main() -> Result<()> {
     let mut outliers = false;
     let mut sigmas = 0.0f64;
     let mut share = 0.01f64;
+    let mut contexts = Contexts::ActivityParentSigns;
     let mut scans = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -47,6 +50,13 @@ fn main() -> Result<()> {
             "--outliers" => outliers = true,
             "--outlier-sigmas" => sigmas = value()?.parse()?,
             "--outlier-share" => share = value()?.parse()?,
+            "--stream-version" => {
+                contexts = match value()?.as_str() {
+                    "3" => Contexts::Activity,
+                    "4" => Contexts::ActivityParentSigns,
+                    v => bail!("--stream-version takes 3 or 4, not {v}"),
+                }
+            }
             _ if arg.starts_with("--") => bail!("unknown option {arg}"),
             _ => scans.push(PathBuf::from(arg)),
         }
@@ -71,6 +81,7 @@ fn main() -> Result<()> {
             } else {
                 OutlierBound::None
             },
+            contexts,
         };
         let options = Options {
             chunk_z: chunk_z.min(nz),

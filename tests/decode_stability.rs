@@ -93,3 +93,23 @@ fn version_3_files_decode_to_the_same_voxels() {
         "{minr} resampled"
     );
 }
+
+/// Format 4.0 with a transform stream of version 3 (sign bits coded in their magnitude's
+/// class, before stream version 4 gave them contexts of their own):
+/// `transform_v3_mri_small.minr`, written at commit 1a03d41 (`medinr compress
+/// data/mri_small_bigendian_i16.nii --bpv 1 --effort 0.1`); the resampled grid interpolates
+/// the decoded scan.
+#[test]
+fn transform_version_3_streams_decode_to_the_same_voxels() {
+    let minr = "transform_v3_mri_small.minr";
+    assert_eq!(
+        decoded_digest(minr, &[]),
+        0xfdfe_5047_7dd0_113f,
+        "{minr} on its own grid"
+    );
+    assert_eq!(
+        decoded_digest(minr, &["--shape", "20,17,9"]),
+        0x6e3d_eec5_98fa_0d1a,
+        "{minr} resampled"
+    );
+}

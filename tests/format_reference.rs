@@ -180,7 +180,12 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
             if &tag == b"MEAN" && major < 3 {
                 return Err("MEAN in a format 1.x or 2.x file".into());
             }
-            if &tag == b"RESI" && major < 4 && payload.len() > 4 && payload[..5] == *b"MIRS\x03" {
+            if &tag == b"RESI"
+                && major < 4
+                && payload.len() > 4
+                && payload[..4] == *b"MIRS"
+                && [3, 4].contains(&payload[4])
+            {
                 return Err("a transform stream in a format 1.x–3.x file".into());
             }
             if sections.iter().any(|(t, _)| *t == tag) {
@@ -1930,7 +1935,14 @@ fn check_transform_stream(
         prediction.is_some().then_some(&gather);
     let bytes = encode_transform(&data, predict, shape, kind, &transform, &options).unwrap();
     let stream = residual::Stream::parse(&bytes).unwrap();
-    assert_eq!((stream.version, stream.levels), (3, Some(transform.levels)));
+    let version = match transform.contexts {
+        medinr::residual::Contexts::Activity => 3,
+        _ => 4,
+    };
+    assert_eq!(
+        (stream.version, stream.levels),
+        (version, Some(transform.levels))
+    );
     let theirs = Reader::open(&bytes).unwrap();
     let mut voxels = 0;
     for c in chunks {
@@ -1953,7 +1965,7 @@ fn check_transform_stream(
 
 #[test]
 fn reference_transform_decoder_matches_medinr() {
-    use medinr::residual::{Kind, Options, OutlierBound, TransformOptions};
+    use medinr::residual::{Contexts, Kind, Options, OutlierBound, TransformOptions};
     let mri = read_nifti(Path::new("data/mri_small_bigendian_i16.nii")).unwrap();
     let (shape, data) = (mri.shape(), mri.data.to_f32());
     let kind = Kind::Integer {
@@ -1965,23 +1977,30 @@ fn reference_transform_decoder_matches_medinr() {
         base_step,
         rounding: 0.4,
         outliers: OutlierBound::None,
+        contexts: Contexts::ActivityParentSigns,
     };
     let whole = Options {
         chunk_z: 64,
         chunk_t: 1,
     };
-    // 3D, the whole scan one block, at a coarse and a fine step.
+    // 3D, the whole scan one block, at a coarse and a fine step, with version 4's contexts
+    // and version 3's.
     for step in [2.0, 40.0] {
-        check_transform_stream(
-            "mri 3D",
-            &data,
-            None,
-            shape,
-            kind,
-            t([5, 5, 5], step),
-            whole,
-            0..1,
-        );
+        for contexts in [Contexts::ActivityParentSigns, Contexts::Activity] {
+            check_transform_stream(
+                "mri 3D",
+                &data,
+                None,
+                shape,
+                kind,
+                TransformOptions {
+                    contexts,
+                    ..t([5, 5, 5], step)
+                },
+                whole,
+                0..1,
+            );
+        }
     }
     // Chunks of 8 slices against a prediction (a smoothed copy of the scan), unequal levels.
     let smooth: Vec<f32> = data
@@ -2082,6 +2101,11 @@ fn reference_decoder_matches_medinr_on_a_transform_file() {
     let (file, report) = encode(&volume, &options, &mut Silent).unwrap();
     assert!(report.transform.is_some(), "no transform layer at 1 bpv");
     let bytes = file.to_bytes().unwrap();
+    // The committed file of stream version 3 (tests/decode_stability.rs) decodes alike too.
+    let v3 = std::fs::read("tests/fixtures/transform_v3_mri_small.minr").unwrap();
+    let (a, b) = both_decoders(&v3);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(compare(&a, &b).identical, a.len());
     assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 4);
     let (ours, theirs) = both_decoders(&bytes);
     let (ours, theirs) = (ours.unwrap(), theirs.unwrap());

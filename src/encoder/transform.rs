@@ -3,7 +3,7 @@
 //! A field saturates at high rates, and even a predictive residual on it spends its bits on
 //! every voxel alike. A transform coder spends them where the scan's energy is — JPEG 2000's
 //! and SPERR's advantage on CT and MRI. So for a size target the encoder also codes the scan
-//! as a transform stream (`crate::residual::encode_transform`, residual stream version 3)
+//! as a transform stream (`crate::residual::encode_transform`, residual stream version 4)
 //! beside a placeholder field of a few dozen bytes (the format needs a field; no decoder
 //! evaluates this one, other grids being interpolated from the decoded scan), the base step
 //! searched so the file lands on the target, and keeps it when it beats the other files
@@ -19,7 +19,7 @@
 use super::{EncodeError, Fit};
 use crate::codec::payload::{MinrFile, QuantTensor};
 use crate::model::{config::MAX_DIMS, FieldConfig};
-use crate::residual::{encode_transform, Kind, Options, OutlierBound, TransformOptions};
+use crate::residual::{encode_transform, Contexts, Kind, Options, OutlierBound, TransformOptions};
 use crate::settings::TransformSettings;
 
 /// How a transform file was made, for the report and `meta`.
@@ -111,6 +111,7 @@ impl Fit<'_> {
                 base_step,
                 rounding: s.rounding,
                 outliers,
+                contexts: Contexts::ActivityParentSigns,
             };
             let stream = encode_transform(self.data, None, self.shape, kind, &transform, &options)?;
             let max_error = crate::residual::StreamHeader::read(&stream)?

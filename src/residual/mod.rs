@@ -42,6 +42,7 @@ mod tests;
 pub use domain::Domain;
 pub use error::ResidualError;
 pub use stream::{ChunkRegion, RoiHeader, StreamHeader, TransformHeader};
+pub use subband::Contexts;
 pub use transform::{OutlierBound, TransformOptions};
 
 use std::ops::Range;
@@ -550,7 +551,7 @@ fn assemble(header: &StreamHeader, chunks: &[Vec<u8>]) -> Result<Vec<u8>, Residu
     Ok(out)
 }
 
-/// A transform stream (stream version 3, [`transform`]) of `original`, read a chunk at a
+/// A transform stream (stream version 4, [`transform`]) of `original`, read a chunk at a
 /// time as in [`encode_chunked`]: the values minus the field's `prediction` (or the values
 /// themselves) wavelet-coded at `transform`'s step. Integer kinds decode rounded and clamped
 /// into `min ..= max`; there is no error bound. Fails on non-finite values.
@@ -591,6 +592,7 @@ pub fn encode_transform(
         levels: transform.levels,
         base_step: transform.base_step as f32,
         outlier_bound,
+        contexts: transform.contexts,
     };
     if !(transform.rounding.is_finite() && (0.0..=0.5).contains(&transform.rounding)) {
         return Err(ResidualError::Invalid(
@@ -630,10 +632,16 @@ pub fn encode_transform(
     assemble(&header, &chunks)
 }
 
-/// Whether `bytes` starts like a transform stream (stream version 3), which needs format 4.0
+/// Whether `bytes` starts like a transform stream (stream version 3 or 4), which needs format 4.0
 /// of the container.
 pub fn is_transform_stream(bytes: &[u8]) -> bool {
-    bytes.len() > 4 && bytes[..4] == stream::MAGIC && bytes[4] == stream::VERSION_TRANSFORM
+    bytes.len() > 4
+        && bytes[..4] == stream::MAGIC
+        && [
+            stream::VERSION_TRANSFORM,
+            stream::VERSION_TRANSFORM_CONTEXTS,
+        ]
+        .contains(&bytes[4])
 }
 
 /// Reports a chunk-local voxel index as its index in the scan.

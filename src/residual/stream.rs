@@ -5,6 +5,7 @@
 
 use super::domain::{Domain, MAX_BOUND, MAX_INTEGER_SPAN};
 use super::error::ResidualError;
+use super::subband::Contexts;
 use std::ops::Range;
 
 /// First four bytes of a residual stream ("MIRS": medinr residual stream).
@@ -19,6 +20,10 @@ pub const VERSION_ROI: u8 = 2;
 /// extension of the header, chunks of wavelet-coded blocks. Older readers refuse it by its
 /// version; files holding one are written as format 4.0.
 pub const VERSION_TRANSFORM: u8 = 3;
+/// The layout version of a transform stream whose high bands are coded with version 4's
+/// contexts (`subband::Contexts::ActivityParentSigns`): the same layout as version 3, other
+/// models, so version-3 readers refuse it by its version.
+pub const VERSION_TRANSFORM_CONTEXTS: u8 = 4;
 /// Bytes of the fixed header (version 1).
 pub const HEADER_BYTES: usize = 56;
 /// Bytes of the transform extension that follows the fixed header in a version-3 stream.
@@ -74,6 +79,9 @@ pub struct TransformHeader {
     /// decoded voxel is within this many stored units of the original (the header's bound
     /// field holds it; each block's own bound is at most it).
     pub outlier_bound: Option<u32>,
+    /// How the high bands are modelled: version 3's activity classes, or version 4's
+    /// contexts (the stream version says which).
+    pub contexts: Contexts,
 }
 
 /// The header: what the stream codes and how it is cut into chunks.
@@ -114,7 +122,8 @@ impl StreamHeader {
     /// The layout version this header is written with.
     pub fn version(&self) -> u8 {
         match (&self.roi, &self.transform) {
-            (_, Some(_)) => VERSION_TRANSFORM,
+            (_, Some(t)) if t.contexts == Contexts::Activity => VERSION_TRANSFORM,
+            (_, Some(_)) => VERSION_TRANSFORM_CONTEXTS,
             (Some(_), None) => VERSION_ROI,
             (None, None) => VERSION,
         }
@@ -299,11 +308,18 @@ impl StreamHeader {
             return Err(ResidualError::Truncated("header"));
         }
         let version = bytes[4];
-        if ![VERSION, VERSION_ROI, VERSION_TRANSFORM].contains(&version) {
+        if ![
+            VERSION,
+            VERSION_ROI,
+            VERSION_TRANSFORM,
+            VERSION_TRANSFORM_CONTEXTS,
+        ]
+        .contains(&version)
+        {
             return Err(ResidualError::UnsupportedVersion(version));
         }
         let has_roi = version == VERSION_ROI;
-        let has_transform = version == VERSION_TRANSFORM;
+        let has_transform = version >= VERSION_TRANSFORM;
         if (has_roi && bytes.len() < HEADER_BYTES + ROI_EXTENSION_BYTES)
             || (has_transform && bytes.len() < HEADER_BYTES + TRANSFORM_EXTENSION_BYTES)
         {
@@ -317,8 +333,8 @@ impl StreamHeader {
             u64::from_le_bytes(b)
         };
         let (code, flags) = (bytes[5], bytes[6]);
-        // Versions 1 and 3 know the field flag only; version 2 also the ROI flag (required)
-        // and the shared-mask flag.
+        // Version 1 knows the field flag only; version 2 also the ROI flag (required) and the
+        // shared-mask flag; versions 3 and 4 the field and outlier flags.
         let known = if has_roi {
             FLAG_FIELD | FLAG_ROI | FLAG_SHARED_MASK
         } else if has_transform {
@@ -378,6 +394,11 @@ impl StreamHeader {
                 levels: [bytes[56], bytes[57], bytes[58]],
                 base_step: f32::from_bits(u32_at(60)),
                 outlier_bound,
+                contexts: if version == VERSION_TRANSFORM {
+                    Contexts::Activity
+                } else {
+                    Contexts::ActivityParentSigns
+                },
             }),
         };
         if has_transform && bytes[59] != 0 {

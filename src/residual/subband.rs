@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use super::engine::{activity_class, med};
-use super::rangecoder::{Decoder, Encoder};
+use super::rangecoder::{BitModel, Decoder, Encoder};
 use super::symbol::{self, SymbolModels};
 use super::wavelet::Decomposition;
 
@@ -88,6 +88,53 @@ pub struct BandQuantizer {
 /// Fixed-point unit of a reconstruction offset.
 pub const OFFSET_ONE: f64 = 4096.0;
 
+/// How the coefficients of the high bands are modelled (the low band is the same in both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contexts {
+    /// Stream version 3: every bit of a coefficient by its activity class, its sign too.
+    Activity,
+    /// Stream version 4: the magnitude's bits also by the parent's magnitude
+    /// ([`PARENT_BUCKETS`]), and the sign by the signs of the coded neighbours W, N and the
+    /// previous slice ([`SIGN_CONTEXTS`]). On the chest CT and Colin27 this codes the same
+    /// coefficients in 4–6 % fewer bits than version 3 (a quarter of the sign bits go:
+    /// along an edge, neighbouring coefficients keep their signs).
+    ActivityParentSigns,
+}
+
+/// Version 4: the parent's magnitude in three buckets (0, 1–2, 3 and more), each with its
+/// own per-class models.
+pub const PARENT_BUCKETS: usize = 3;
+/// Version 4: sign contexts, `t(W) + 3·t(N) + 9·t(Z)` with `t` 0 for a zero or absent
+/// neighbour, 1 for a positive one, 2 for a negative one.
+pub const SIGN_CONTEXTS: usize = 27;
+
+/// The models of one model set under version 4's contexts.
+#[derive(Clone)]
+struct ContextModels {
+    by_parent: [SymbolModels; PARENT_BUCKETS],
+    signs: [BitModel; SIGN_CONTEXTS],
+}
+
+impl Default for ContextModels {
+    fn default() -> Self {
+        ContextModels {
+            by_parent: std::array::from_fn(|_| SymbolModels::default()),
+            signs: [BitModel::new(); SIGN_CONTEXTS],
+        }
+    }
+}
+
+/// What a high-band coefficient is coded in the context of.
+#[derive(Clone, Copy, Debug)]
+struct HighContext {
+    /// Activity class of the coded neighbours and the parent (both versions).
+    class: usize,
+    /// The parent's magnitude bucket (version 4).
+    parent: usize,
+    /// The neighbours' signs (version 4).
+    sign: usize,
+}
+
 /// Model set of a band: the final low band, then one per level.
 fn model_set(band: &Band) -> usize {
     if band.orientation == 0 {
@@ -110,31 +157,52 @@ impl Ctx<'_> {
     }
 }
 
-/// Magnitudes of coded coefficients as a high band's context reads them, saturated at
-/// `u16::MAX`: the activity class saturates far below that (at 6144), so the saturated sum
-/// gives the same class, and a decoder keeps 2 bytes per coefficient instead of 8.
-fn saturated(v: i64) -> u16 {
-    v.unsigned_abs().min(u16::MAX as u64) as u16
+/// Largest magnitude a context reads: the activity class saturates far below it (at 6144),
+/// so a saturated sum gives the same class.
+const MAGNITUDE_MASK: u16 = 0x3FFF;
+
+/// A coded coefficient as a high band's context reads it, in 2 bytes instead of 8: its
+/// magnitude saturated at [`MAGNITUDE_MASK`] in the low 14 bits, its sign `t` (0 zero,
+/// 1 positive, 2 negative) in the top two.
+fn packed(v: i64) -> u16 {
+    let t: u16 = match v.signum() {
+        0 => 0,
+        1 => 1,
+        _ => 2,
+    };
+    (v.unsigned_abs().min(MAGNITUDE_MASK as u64) as u16) | t << 14
+}
+
+/// Bucket of a parent magnitude (version 4).
+#[inline]
+fn parent_bucket(m: u64) -> usize {
+    match m {
+        0 => 0,
+        1 | 2 => 1,
+        _ => 2,
+    }
 }
 
 /// Visits the coefficients of a high band in coding order (z, then y, then x), passing
-/// `code` each one's activity class and block index and recording the magnitude of what it
-/// returns in `mag`: the class sums the magnitudes of the already coded neighbours in the
-/// band (2·W, 2·N, NW, NE, the previous slice) and twice the parent's in the next coarser
-/// band. One loop for the encoder (which returns the value it codes) and the decoder (which
-/// returns the value it reads), so the two cannot drift apart.
+/// `code` each one's context and block index and recording what it returns in `mag`
+/// ([`packed`]): the activity class sums the magnitudes of the already coded neighbours in
+/// the band (2·W, 2·N, NW, NE, the previous slice) and twice the parent's in the next
+/// coarser band; the parent bucket and the sign context are version 4's. One loop for the
+/// encoder (which returns the value it codes) and the decoder (which returns the value it
+/// reads), so the two cannot drift apart.
 fn traverse_high(
     mag: &mut [u16],
     dims: [usize; 3],
     band: &Band,
     parent: Option<&Band>,
-    mut code: impl FnMut(usize, usize) -> i64,
+    mut code: impl FnMut(HighContext, usize) -> i64,
 ) {
     let [nx, ny, _] = dims;
     let plane = nx * ny;
     let [ox, oy, oz] = band.origin;
     let [ex, ey, ez] = band.extent;
-    let m = |i: usize, mag: &[u16]| mag[i] as u64;
+    let m = |i: usize, mag: &[u16]| (mag[i] & MAGNITUDE_MASK) as u64;
+    let t = |i: usize, mag: &[u16]| (mag[i] >> 14) as usize;
     for z in 0..ez {
         for y in 0..ey {
             let row = ((oz + z) * ny + oy + y) * nx + ox;
@@ -153,12 +221,14 @@ fn traverse_high(
             });
             for x in 0..ex {
                 let i = row + x;
-                let mut a: u64 = 0;
+                let (mut a, mut sign): (u64, usize) = (0, 0);
                 if x > 0 {
                     a += 2 * m(i - 1, mag);
+                    sign += t(i - 1, mag);
                 }
                 if y > 0 {
                     a += 2 * m(i - nx, mag);
+                    sign += 3 * t(i - nx, mag);
                     if x > 0 {
                         a += m(i - nx - 1, mag);
                     }
@@ -168,11 +238,16 @@ fn traverse_high(
                 }
                 if z > 0 {
                     a += m(i - plane, mag);
+                    sign += 9 * t(i - plane, mag);
                 }
-                if let Some((p, last)) = parent_row {
-                    a += 2 * m(p + (x / 2).min(last), mag);
-                }
-                mag[i] = saturated(code(activity_class(a), i));
+                let pm = parent_row.map_or(0, |(p, last)| m(p + (x / 2).min(last), mag));
+                a += 2 * pm;
+                let context = HighContext {
+                    class: activity_class(a),
+                    parent: parent_bucket(pm),
+                    sign,
+                };
+                mag[i] = packed(code(context, i));
             }
         }
     }
@@ -301,13 +376,15 @@ pub fn dequantize(q: i64, quantizer: BandQuantizer) -> f64 {
 }
 
 /// Codes the quantized block `q` (from [`quantize_block`]) into bytes.
-pub fn encode_block(q: &[i64], d: Decomposition) -> Vec<u8> {
+pub fn encode_block(q: &[i64], d: Decomposition, contexts: Contexts) -> Vec<u8> {
     let all = bands(d);
     let mut models = vec![SymbolModels::default(); d.depth() + 1];
+    let mut context_models = vec![ContextModels::default(); d.depth() + 1];
     let mut enc = Encoder::new();
     let mut mag = vec![0u16; q.len()];
     for band in &all {
         let m = &mut models[model_set(band)];
+        let cm = &mut context_models[model_set(band)];
         if band.orientation == 0 {
             let mut low = vec![0i64; band.extent.iter().product()];
             traverse_low(&mut low, band, |class, pred, p| {
@@ -317,8 +394,17 @@ pub fn encode_block(q: &[i64], d: Decomposition) -> Vec<u8> {
             });
         } else {
             let par = parent(d, &all, band);
-            traverse_high(&mut mag, d.dims, band, par.as_ref(), |class, i| {
-                symbol::encode(&mut enc, m, class, q[i]);
+            traverse_high(&mut mag, d.dims, band, par.as_ref(), |c, i| {
+                match contexts {
+                    Contexts::Activity => symbol::encode(&mut enc, m, c.class, q[i]),
+                    Contexts::ActivityParentSigns => symbol::encode_with_sign(
+                        &mut enc,
+                        &mut cm.by_parent[c.parent],
+                        c.class,
+                        &mut cm.signs[c.sign],
+                        q[i],
+                    ),
+                }
                 q[i]
             });
         }
@@ -330,7 +416,12 @@ pub fn encode_block(q: &[i64], d: Decomposition) -> Vec<u8> {
 /// slices `z` (x fastest); `None` when the bytes do not hold exactly one block of this
 /// decomposition. Every coefficient is read (the coder is sequential), but only the slices
 /// asked for are kept exactly; the rest live on as the magnitudes the contexts need.
-pub fn decode_block(bytes: &[u8], d: Decomposition, z: Range<usize>) -> Option<Vec<i64>> {
+pub fn decode_block(
+    bytes: &[u8],
+    d: Decomposition,
+    z: Range<usize>,
+    contexts: Contexts,
+) -> Option<Vec<i64>> {
     let all = bands(d);
     let plane = d.dims[0] * d.dims[1];
     let n = plane * d.dims[2];
@@ -343,9 +434,11 @@ pub fn decode_block(bytes: &[u8], d: Decomposition, z: Range<usize>) -> Option<V
     };
     let mut mag = vec![0u16; n];
     let mut models = vec![SymbolModels::default(); d.depth() + 1];
+    let mut context_models = vec![ContextModels::default(); d.depth() + 1];
     let mut dec = Decoder::new(bytes)?;
     for band in &all {
         let m = &mut models[model_set(band)];
+        let cm = &mut context_models[model_set(band)];
         if band.orientation == 0 {
             let mut low = vec![0i64; band.extent.iter().product()];
             traverse_low(&mut low, band, |class, pred, p| {
@@ -355,8 +448,16 @@ pub fn decode_block(bytes: &[u8], d: Decomposition, z: Range<usize>) -> Option<V
             });
         } else {
             let par = parent(d, &all, band);
-            traverse_high(&mut mag, d.dims, band, par.as_ref(), |class, i| {
-                let v = symbol::decode(&mut dec, m, class);
+            traverse_high(&mut mag, d.dims, band, par.as_ref(), |c, i| {
+                let v = match contexts {
+                    Contexts::Activity => symbol::decode(&mut dec, m, c.class),
+                    Contexts::ActivityParentSigns => symbol::decode_with_sign(
+                        &mut dec,
+                        &mut cm.by_parent[c.parent],
+                        c.class,
+                        &mut cm.signs[c.sign],
+                    ),
+                };
                 keep(i, v);
                 v
             });
@@ -407,12 +508,17 @@ mod tests {
         let q: Vec<i64> = (0..n)
             .map(|i| ((i * 7919) % 23) as i64 - 11 + if i % 97 == 0 { 5000 } else { 0 })
             .collect();
-        let bytes = encode_block(&q, d);
-        assert_eq!(decode_block(&bytes, d, 0..6), Some(q.clone()));
-        assert_eq!(
-            decode_block(&bytes, d, 2..4),
-            Some(q[2 * 220..4 * 220].to_vec())
-        );
-        assert_eq!(decode_block(&bytes[..bytes.len() - 1], d, 0..6), None);
+        for contexts in [Contexts::Activity, Contexts::ActivityParentSigns] {
+            let bytes = encode_block(&q, d, contexts);
+            assert_eq!(decode_block(&bytes, d, 0..6, contexts), Some(q.clone()));
+            assert_eq!(
+                decode_block(&bytes, d, 2..4, contexts),
+                Some(q[2 * 220..4 * 220].to_vec())
+            );
+            assert_eq!(
+                decode_block(&bytes[..bytes.len() - 1], d, 0..6, contexts),
+                None
+            );
+        }
     }
 }

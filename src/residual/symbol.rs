@@ -53,7 +53,28 @@ pub fn encode(enc: &mut Encoder, m: &mut SymbolModels, class: usize, k: i64) {
         return;
     }
     enc.bit(&mut m.sign[class], k < 0);
-    let v = k.unsigned_abs();
+    encode_magnitude(enc, m, class, k.unsigned_abs());
+}
+
+/// [`encode`] with the sign coded by `sign` instead of the class's sign model (the
+/// transform layer's sign contexts).
+pub fn encode_with_sign(
+    enc: &mut Encoder,
+    m: &mut SymbolModels,
+    class: usize,
+    sign: &mut BitModel,
+    k: i64,
+) {
+    enc.bit(&mut m.zero[class], k != 0);
+    if k == 0 {
+        return;
+    }
+    enc.bit(sign, k < 0);
+    encode_magnitude(enc, m, class, k.unsigned_abs());
+}
+
+/// The exponent and mantissa of `v = |k| ≥ 1`.
+fn encode_magnitude(enc: &mut Encoder, m: &mut SymbolModels, class: usize, v: u64) {
     let n = 63 - v.leading_zeros();
     for j in 0..n {
         enc.bit(&mut m.exponent[class][exponent_model(j)], true);
@@ -85,10 +106,31 @@ pub fn decode(dec: &mut Decoder, m: &mut SymbolModels, class: usize) -> i64 {
     decode_nonzero(dec, m, class)
 }
 
+/// [`decode`] for a `k` written by [`encode_with_sign`] with the same `sign` model.
+#[inline]
+pub fn decode_with_sign(
+    dec: &mut Decoder,
+    m: &mut SymbolModels,
+    class: usize,
+    sign: &mut BitModel,
+) -> i64 {
+    if !dec.bit(&mut m.zero[class]) {
+        return 0;
+    }
+    let negative = dec.bit(sign);
+    decode_magnitude(dec, m, class, negative)
+}
+
 /// The rest of [`decode`] once the zero flag said `k ≠ 0`.
 #[inline(never)]
 fn decode_nonzero(dec: &mut Decoder, m: &mut SymbolModels, class: usize) -> i64 {
     let negative = dec.bit(&mut m.sign[class]);
+    decode_magnitude(dec, m, class, negative)
+}
+
+/// The exponent and mantissa of a nonzero `k` whose sign was read.
+#[inline(never)]
+fn decode_magnitude(dec: &mut Decoder, m: &mut SymbolModels, class: usize, negative: bool) -> i64 {
     let mut n = 0u32;
     while n < MAX_EXPONENT && dec.bit(&mut m.exponent[class][exponent_model(n)]) {
         n += 1;

@@ -1,4 +1,4 @@
-//! Transform streams (residual stream version 3): the scan, or what the field misses of it,
+//! Transform streams (residual stream versions 3 and 4): the scan, or what the field misses of it,
 //! coded by a wavelet transform instead of voxel by voxel.
 //!
 //! At rates where the error may be of the order of the scan's noise, a predictive coder with
@@ -19,7 +19,7 @@ use std::ops::Range;
 use super::engine::ChunkShape;
 use super::error::ResidualError;
 use super::rangecoder::{Decoder, Encoder};
-use super::subband::{self, BandQuantizer};
+use super::subband::{self, BandQuantizer, Contexts};
 use super::symbol::{self, SymbolModels};
 use super::wavelet::{self, Decomposition};
 use super::{Domain, TransformHeader};
@@ -38,6 +38,9 @@ pub struct TransformOptions {
     /// Worst-case error of integer scans: voxels the transform leaves further off are
     /// corrected by an outlier list (SPERR's idea), so every voxel is within the bound.
     pub outliers: OutlierBound,
+    /// How the high bands are modelled: [`Contexts::ActivityParentSigns`] (stream version
+    /// 4) is what medinr writes; [`Contexts::Activity`] writes version 3 (for comparisons).
+    pub contexts: Contexts,
 }
 
 /// The worst-case error a transform stream of an integer scan guarantees.
@@ -135,7 +138,7 @@ pub(super) fn encode_block(
         out.extend_from_slice(&qz.step.to_bits().to_le_bytes());
         out.extend_from_slice(&qz.offset.to_le_bytes());
     }
-    let coded = subband::encode_block(&q, d);
+    let coded = subband::encode_block(&q, d, options.contexts);
     out.extend_from_slice(&(coded.len() as u32).to_le_bytes());
     out.extend_from_slice(&coded);
     // Outlier lists (integer scans only): the decoder's reconstruction, then the voxels it
@@ -282,7 +285,7 @@ pub(super) fn decode_block(
     d: Decomposition,
     prediction: Option<&[f32]>,
     domain: Domain,
-    outlier_bound: Option<u32>,
+    header: &TransformHeader,
     z: Range<usize>,
 ) -> Option<Vec<f32>> {
     let bands = subband::bands(d);
@@ -312,9 +315,9 @@ pub(super) fn decode_block(
     let first = z.start * d.dims[0] * d.dims[1];
     let n = d.dims.iter().product::<usize>();
     let kept = q_slices(d, z.clone());
-    let q = subband::decode_block(take(len)?, d, kept.clone())?;
+    let q = subband::decode_block(take(len)?, d, kept.clone(), header.contexts)?;
     let mut values = reconstruct(&q, kept.start, &quantizers, d, mean, prediction, domain, z);
-    let (Some(limit), Domain::Integer { lo, hi, .. }) = (outlier_bound, domain) else {
+    let (Some(limit), Domain::Integer { lo, hi, .. }) = (header.outlier_bound, domain) else {
         return Some(values);
     };
     let b = take(LENGTH_BYTES)?;
@@ -401,16 +404,8 @@ pub(super) fn decode_chunk(
     let mut pos = 0;
     for t in 0..cs.nt {
         let p = prediction.map(|p| &p[t * block..(t + 1) * block]);
-        let values = decode_block(
-            data,
-            &mut pos,
-            d,
-            p,
-            domain,
-            header.outlier_bound,
-            z.clone(),
-        )
-        .ok_or(ResidualError::CorruptChunk(index))?;
+        let values = decode_block(data, &mut pos, d, p, domain, header, z.clone())
+            .ok_or(ResidualError::CorruptChunk(index))?;
         out.extend(values);
     }
     if pos != data.len() {

@@ -64,7 +64,7 @@ impl<'a> Stream<'a> {
         let h = match version {
             1 => 56,
             2 => 80,
-            3 => 64,
+            3 | 4 => 64,
             v => return Err(format!("residual stream version {v} is not supported")),
         };
         if bytes.len() < h {
@@ -81,11 +81,12 @@ impl<'a> Stream<'a> {
         let has_field = flags & 1 != 0;
         let roi = flags & 2 != 0;
         let shared_mask = flags & 4 != 0;
-        let outliers = version == 3 && flags & 2 != 0;
+        let transform = version >= 3;
+        let outliers = transform && flags & 2 != 0;
         if flags & 0xF8 != 0
             || (roi && !outliers) != (version == 2)
             || (shared_mask && version != 2)
-            || (version == 3 && flags & !3 != 0)
+            || (transform && flags & !3 != 0)
         {
             return Err(format!("flags {flags:#04x} in version {version}"));
         }
@@ -106,7 +107,7 @@ impl<'a> Stream<'a> {
         } else {
             (0, 0.0, 0.0)
         };
-        let levels = if version == 3 {
+        let levels = if transform {
             let levels = [r.u8("Lx")?, r.u8("Ly")?, r.u8("Lz")?];
             let reserved = r.u8("reserved")?;
             let step = r.f32("base step")?;
@@ -295,6 +296,7 @@ impl<'a> Stream<'a> {
                 [nx, ny, cz],
                 ct,
                 levels,
+                self.version == 4,
                 integer,
                 self.outlier_bound,
                 prediction,
@@ -543,13 +545,13 @@ fn med3(r_w: i64, r_n: i64, r_nw: i64) -> i64 {
 // The range decoder and the bit models.
 
 #[derive(Clone, Copy)]
-struct Model {
+pub(crate) struct Model {
     fast: u32,
     slow: u32,
 }
 
 impl Model {
-    fn new() -> Model {
+    pub(crate) fn new() -> Model {
         Model {
             fast: 32768,
             slow: 32768,
@@ -594,10 +596,23 @@ impl Class {
 
 /// Chapter "Binarisation of `k`".
 pub(crate) fn decode_k(rc: &mut RangeDecoder, m: &mut Class) -> i64 {
+    decode_k_with_sign(rc, m, None)
+}
+
+/// `decode_k` with the sign bit read with `sign` instead of the class's sign model (the
+/// transform layer's version 4).
+pub(crate) fn decode_k_with_sign(
+    rc: &mut RangeDecoder,
+    m: &mut Class,
+    sign: Option<&mut Model>,
+) -> i64 {
     if rc.bit(&mut m.zero) == 0 {
         return 0;
     }
-    let negative = rc.bit(&mut m.sign) == 1;
+    let negative = match sign {
+        Some(s) => rc.bit(s) == 1,
+        None => rc.bit(&mut m.sign) == 1,
+    };
     let u = |j: usize| j.min(19);
     let mut n = 0usize;
     while n < 40 && rc.bit(&mut m.exponent[u(n)]) == 1 {

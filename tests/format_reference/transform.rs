@@ -3,7 +3,7 @@
 //! the value map. The range decoder and the binarisation are the residual layer's
 //! (`super::residual`). Nothing here calls `medinr::residual`.
 
-use super::residual::{decode_k, Class, RangeDecoder};
+use super::residual::{decode_k, decode_k_with_sign, Class, Model, RangeDecoder};
 
 /// α of the four lifting steps and ζ, from their bit patterns in the document.
 const ALPHA: [u64; 4] = [
@@ -93,14 +93,29 @@ fn class_of(v: u64) -> usize {
     c.min(25)
 }
 
-/// Decodes the quantized coefficients of one block (`L` bytes).
-fn coefficients(bytes: &[u8], g: &Geometry, bands: &[Band]) -> Result<Vec<i64>, String> {
+/// `t` of a decoded value for version 4's sign context: 0 zero, 1 positive, 2 negative.
+fn t(v: i64) -> usize {
+    match v {
+        0 => 0,
+        v if v > 0 => 1,
+        _ => 2,
+    }
+}
+
+/// Decodes the quantized coefficients of one block (`L` bytes); `v4` for stream version 4's
+/// contexts.
+fn coefficients(bytes: &[u8], g: &Geometry, bands: &[Band], v4: bool) -> Result<Vec<i64>, String> {
     let [nx, ny, nz] = g.n;
     let mut q = vec![0i64; nx * ny * nz];
     let at = |b: &Band, x: usize, y: usize, z: usize| {
         ((b.origin[2] + z) * ny + b.origin[1] + y) * nx + b.origin[0] + x
     };
     let mut sets: Vec<Vec<Class>> = (0..=g.depth()).map(|_| vec![Class::new(); 26]).collect();
+    // Version 4: per model set, per parent bucket, the 26 classes; and 27 sign models.
+    let mut by_parent: Vec<Vec<Vec<Class>>> = (0..=g.depth())
+        .map(|_| (0..3).map(|_| vec![Class::new(); 26]).collect())
+        .collect();
+    let mut signs: Vec<Vec<Model>> = (0..=g.depth()).map(|_| vec![Model::new(); 27]).collect();
     let mut rc = RangeDecoder::new(bytes)?;
     let depth = g.depth();
     for band in bands {
@@ -150,11 +165,14 @@ fn coefficients(bytes: &[u8], g: &Geometry, bands: &[Band]) -> Result<Vec<i64>, 
                         q[i] = pred.saturating_add(k);
                     } else {
                         let mut a = 0u64;
+                        let mut sign = 0usize;
                         if x > 0 {
                             a += 2 * q[at(band, x - 1, y, z)].unsigned_abs();
+                            sign += t(q[at(band, x - 1, y, z)]);
                         }
                         if y > 0 {
                             a += 2 * q[at(band, x, y - 1, z)].unsigned_abs();
+                            sign += 3 * t(q[at(band, x, y - 1, z)]);
                         }
                         if x > 0 && y > 0 {
                             a += q[at(band, x - 1, y - 1, z)].unsigned_abs();
@@ -164,7 +182,9 @@ fn coefficients(bytes: &[u8], g: &Geometry, bands: &[Band]) -> Result<Vec<i64>, 
                         }
                         if z > 0 {
                             a += q[at(band, x, y, z - 1)].unsigned_abs();
+                            sign += 9 * t(q[at(band, x, y, z - 1)]);
                         }
+                        let mut pm = 0u64;
                         if let Some(p) = &parent {
                             let px = (x / 2).min(p.extent[0] - 1);
                             let py = (y / 2).min(p.extent[1] - 1);
@@ -173,9 +193,23 @@ fn coefficients(bytes: &[u8], g: &Geometry, bands: &[Band]) -> Result<Vec<i64>, 
                             } else {
                                 (z / 2).min(p.extent[2] - 1)
                             };
-                            a += 2 * q[at(p, px, py, pz)].unsigned_abs();
+                            pm = q[at(p, px, py, pz)].unsigned_abs();
+                            a += 2 * pm;
                         }
-                        q[i] = decode_k(&mut rc, &mut sets[set][class_of(a)]);
+                        q[i] = if v4 {
+                            let bucket = match pm {
+                                0 => 0,
+                                1 | 2 => 1,
+                                _ => 2,
+                            };
+                            decode_k_with_sign(
+                                &mut rc,
+                                &mut by_parent[set][bucket][class_of(a)],
+                                Some(&mut signs[set][sign]),
+                            )
+                        } else {
+                            decode_k(&mut rc, &mut sets[set][class_of(a)])
+                        };
                     }
                 }
             }
@@ -270,6 +304,7 @@ pub fn decode_chunk(
     n: [usize; 3],
     nt: usize,
     levels: [u8; 3],
+    v4: bool,
     integer: Option<(i64, i64)>,
     outlier_bound: Option<u32>,
     prediction: Option<&[f32]>,
@@ -307,7 +342,7 @@ pub fn decode_chunk(
         if len > bytes.len() - pos {
             return Err("coded coefficients run past the chunk".into());
         }
-        let q = coefficients(&bytes[pos..pos + len], &g, &bands)?;
+        let q = coefficients(&bytes[pos..pos + len], &g, &bands, v4)?;
         pos += len;
         // Dequantize band by band.
         let mut c = vec![0f64; block];
