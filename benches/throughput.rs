@@ -94,7 +94,7 @@ fn fit_step(bencher: Bencher) {
         .counter(ItemsCount::new(plan.batch))
         .bench_local(|| {
             trainer
-                .run(&field, &mut sampler, &plan, None, &mut Silent)
+                .run(&field, &mut sampler, &plan, None, None, &mut Silent)
                 .expect("step")
         });
 }

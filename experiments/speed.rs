@@ -57,13 +57,13 @@ fn main() -> anyhow::Result<()> {
     let warm_up = RunPlan::main_fit(&fit, 10, fit.max_batch);
     let mut trainer = Trainer::new(&field, &fit, &warm_up)?;
     let mut sampler = Sampler::new(targets, shape, config.dims, 0);
-    trainer.run(&field, &mut sampler, &warm_up, None, &mut Silent)?;
+    trainer.run(&field, &mut sampler, &warm_up, None, None, &mut Silent)?;
     let timed = RunPlan {
         steps: 60,
         ..warm_up.clone()
     };
     let t = Instant::now();
-    trainer.run(&field, &mut sampler, &timed, None, &mut Silent)?;
+    trainer.run(&field, &mut sampler, &timed, None, None, &mut Silent)?;
     let rate = (timed.steps * timed.batch) as f64 / t.elapsed().as_secs_f64();
     println!(
         "{:<44} {:>12.2} M {:>12}",

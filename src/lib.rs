@@ -69,7 +69,8 @@ pub mod study {
     pub use crate::baseline::jpeg2000::{code_volume, J2kError, J2kMode, J2kResult};
     #[cfg(feature = "sz3")]
     pub use crate::baseline::sz3;
-    pub use crate::model::{tensor_specs, FieldConfig, GridLayout, Preset, TensorKind};
+    pub use crate::codec::grid::encode_context_table;
+    pub use crate::model::{tensor_specs, FieldConfig, GridLayout, Preset, TableShape, TensorKind};
     pub use crate::render::{
         encode_png, encode_png_as, plane_header, slice_header, slice_pixels, summary, summary_text,
         Summary,

@@ -42,6 +42,7 @@ use medinr::decoder::Decoder;
 #[cfg(feature = "train")]
 use medinr::encoder::{encode, EncodeOptions, RateTarget, Silent};
 use medinr::format::decode_symbols;
+use medinr::study::{encode_context_table, TableShape};
 use medinr::volume::read_nifti;
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ fn parse_container(bytes: &[u8]) -> Result<Sections<'_>, String> {
     r.pos = 8;
     let major = r.u16("major")?;
     let _minor = r.u16("minor")?;
-    if !(1..=4).contains(&major) {
+    if !(1..=5).contains(&major) {
         return Err(format!("format {major}.x"));
     }
     let mut sections: Sections<'_> = Vec::new();
@@ -425,7 +426,89 @@ fn parse_nift(p: &[u8]) -> Result<Nifti, String> {
 // ---------------------------------------------------------------------------------------------
 // TENS.
 
-fn parse_tens(p: &[u8], head: &Head) -> Result<Vec<Vec<f32>>, String> {
+/// The format's major version (bytes 8–9), for the chapters that depend on it.
+fn major_version(bytes: &[u8]) -> u16 {
+    bytes
+        .get(8..10)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// Chapter "Mode 4: context-coded tables": a grid table of `entries × features` symbols,
+/// `dense` its vertices per axis (x first) or `None` for a hashed level.
+fn decode_context_table(
+    stream: &[u8],
+    dense: Option<[usize; 4]>,
+    entries: usize,
+    features: usize,
+) -> Result<Vec<i32>, String> {
+    let mut rc = residual::RangeDecoder::new(&stream[1..])?;
+    let n = entries * features;
+    let mut models: Vec<Vec<residual::Class>> = vec![vec![residual::Class::new(); 26]; features];
+    let mut out = vec![0i32; n];
+    // |s| saturated at 65535.
+    let mag = |s: i32| u64::from(s.unsigned_abs().min(65535));
+    let class_of = |a: u64| -> usize {
+        if a < 2 {
+            a as usize
+        } else {
+            let b = 63 - a.leading_zeros() as u64;
+            (2 * b + ((a >> (b - 1)) & 1)).min(25) as usize
+        }
+    };
+    let mut read = |i: usize, a: u64, out: &mut Vec<i32>| -> Result<(), String> {
+        let k = residual::decode_k(&mut rc, &mut models[i % features][class_of(a)]);
+        out[i] = i32::try_from(k).map_err(|_| "a symbol outside the i32 range".to_string())?;
+        Ok(())
+    };
+    match dense {
+        None => {
+            for i in 0..n {
+                let a = if i % features > 0 {
+                    2 * mag(out[i - 1])
+                } else {
+                    0
+                };
+                read(i, a, &mut out)?;
+            }
+        }
+        Some(v) => {
+            if v.iter().product::<usize>() != entries {
+                return Err("dense level size".into());
+            }
+            for t in 0..v[3] {
+                for z in 0..v[2] {
+                    for y in 0..v[1] {
+                        for x in 0..v[0] {
+                            for f in 0..features {
+                                let at = |x: usize, y: usize, z: usize, t: usize| {
+                                    (((t * v[2] + z) * v[1] + y) * v[0] + x) * features + f
+                                };
+                                let mut a = 0;
+                                if x > 0 {
+                                    a += 2 * mag(out[at(x - 1, y, z, t)]);
+                                }
+                                if y > 0 {
+                                    a += 2 * mag(out[at(x, y - 1, z, t)]);
+                                }
+                                if z > 0 {
+                                    a += mag(out[at(x, y, z - 1, t)]);
+                                }
+                                if t > 0 {
+                                    a += mag(out[at(x, y, z, t - 1)]);
+                                }
+                                read(at(x, y, z, t), a, &mut out)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rc.finish()?;
+    Ok(out)
+}
+
+fn parse_tens(p: &[u8], head: &Head, major: u16) -> Result<Vec<Vec<f32>>, String> {
     let lens = head.tensor_lengths();
     let mut r = Reader::new(p);
     if r.varint("count")? != lens.len() as u64 {
@@ -439,7 +522,26 @@ fn parse_tens(p: &[u8], head: &Head) -> Result<Vec<Vec<f32>>, String> {
         }
         let len = usize::try_from(r.varint("stream length")?).map_err(|e| e.to_string())?;
         let stream = r.take(len, "stream")?;
-        let symbols = decode_symbols(stream, n).map_err(|e| e.to_string())?;
+        let l = out.len();
+        let symbols = if stream.first() == Some(&4) {
+            if major < 5 {
+                return Err("mode 4 in a file before format 5.0".into());
+            }
+            if l >= head.levels() {
+                return Err("mode 4 for an MLP weight".into());
+            }
+            let (entries, hashed) = head.level_entries(l);
+            let dense = (!hashed).then(|| {
+                let mut v = [1usize; 4];
+                for a in 0..head.dims {
+                    v[a] = head.res[l][a] as usize + 1;
+                }
+                v
+            });
+            decode_context_table(stream, dense, entries, head.features)?
+        } else {
+            decode_symbols(stream, n).map_err(|e| e.to_string())?
+        };
         out.push(symbols.iter().map(|&s| s as f32 * step).collect());
     }
     r.finish("TENS")?;
@@ -616,12 +718,13 @@ fn mlp_layer(a: &[f32], x: &[f32], outputs: usize, relu: bool) -> Vec<f32> {
 impl Field {
     fn from_bytes(bytes: &[u8]) -> Result<Field, String> {
         let sections = parse_container(bytes)?;
+        let major = major_version(bytes);
         let head = parse_head(require(&sections, b"HEAD")?)?;
         let nifti = parse_nift(require(&sections, b"NIFT")?)?;
         if nifti.shape != head.shape.map(u64::from) || nifti.datatype != head.datatype {
             return Err("NIfTI header inconsistent with HEAD".into());
         }
-        let tensors = parse_tens(require(&sections, b"TENS")?, &head)?;
+        let tensors = parse_tens(require(&sections, b"TENS")?, &head, major)?;
         let mean = match sections.iter().find(|(t, _)| t == b"MEAN") {
             Some((_, p)) => Some(parse_mean(p, head.shape.map(|n| n as usize))?),
             None => None,
@@ -752,6 +855,9 @@ fn encode_file(path: &Path, bits_per_voxel: f64) -> Vec<u8> {
     };
     options.settings.rate.lossy_residual = false;
     options.settings.transform.enabled = false;
+    // Context-coded tables (format 5.0) wherever they are shorter, so the chapter "Mode 4"
+    // is checked on real fields.
+    options.settings.rate.context_tables = true;
     let (file, _) = encode(&volume, &options, &mut Silent).unwrap();
     file.to_bytes().unwrap()
 }
@@ -821,6 +927,83 @@ fn reference_decoder_matches_medinr_on_a_3d_mri() {
         hashed.contains(&true) && hashed.contains(&false),
         "{hashed:?}"
     );
+    // The writer context-codes a table where that is shorter (format 5.0): here some hashed
+    // levels. The same file with every table recoded in mode 4 (dense levels too) must decode
+    // to the same voxels with both decoders.
+    let modes = tens_modes(&bytes);
+    println!("symbol-stream modes in file order: {modes:?}");
+    assert_eq!(major_version(&bytes), 5);
+    assert!(modes.contains(&4));
+    assert!(modes[h.levels()..].iter().all(|&m| m != 4));
+    let all_context = edit_section(&bytes, b"TENS", |p| {
+        let mut streams = tens_streams(p);
+        for (l, (_, stream)) in streams.iter_mut().enumerate().take(h.levels()) {
+            let (entries, hashed) = h.level_entries(l);
+            let shape = TableShape {
+                dense: (!hashed).then(|| {
+                    let r = &h.res[l];
+                    [r[0] as usize + 1, r[1] as usize + 1, r[2] as usize + 1, 1]
+                }),
+                entries,
+                features: h.features,
+            };
+            let symbols = if stream[0] == 4 {
+                decode_context_table(stream, shape.dense, entries, h.features).unwrap()
+            } else {
+                decode_symbols(stream, entries * h.features).unwrap()
+            };
+            *stream = encode_context_table(&symbols, &shape);
+        }
+        *p = write_tens(&streams);
+    });
+    let modes = tens_modes(&all_context);
+    assert!(modes[..h.levels()].iter().all(|&m| m == 4), "{modes:?}");
+    check_against_medinr(
+        "mri_small_bigendian_i16 (all tables mode 4)",
+        &all_context,
+        [47, 29, 31, 1],
+    );
+}
+
+/// The mode byte of every symbol stream in TENS, file order.
+fn tens_modes(bytes: &[u8]) -> Vec<u8> {
+    let sections = parse_container(bytes).unwrap();
+    tens_streams(require(&sections, b"TENS").unwrap())
+        .iter()
+        .map(|(_, s)| s.first().copied().unwrap_or(0))
+        .collect()
+}
+
+/// TENS's `(step, stream)` pairs in file order.
+fn tens_streams(p: &[u8]) -> Vec<(f32, Vec<u8>)> {
+    let mut r = Reader::new(p);
+    let count = r.varint("count").unwrap();
+    (0..count)
+        .map(|_| {
+            let step = r.f32("step").unwrap();
+            let len = r.varint("length").unwrap() as usize;
+            (step, r.take(len, "stream").unwrap().to_vec())
+        })
+        .collect()
+}
+
+/// A TENS payload of `(step, stream)` pairs (chapter TENS, LEB128 varints).
+fn write_tens(streams: &[(f32, Vec<u8>)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = Vec::new();
+    varint(&mut out, streams.len() as u64);
+    for (step, stream) in streams {
+        out.extend(step.to_le_bytes());
+        varint(&mut out, stream.len() as u64);
+        out.extend(stream);
+    }
+    out
 }
 
 #[cfg(feature = "train")]
@@ -1023,6 +1206,35 @@ fn both_decoders_accept_and_refuse_the_same_edited_files() {
         (
             "missing NIFT",
             rename_section(&bytes, b"NIFT", b"nift"),
+            false,
+        ),
+        (
+            "context-coded tables in a file labelled 4.0",
+            {
+                assert_eq!(major_version(&bytes), 5, "the file has no mode 4 table");
+                let mut b = bytes.clone();
+                b[8..10].copy_from_slice(&4u16.to_le_bytes());
+                b
+            },
+            false,
+        ),
+        (
+            "a mode 4 table cut short",
+            edit_section(&bytes, b"TENS", |p| {
+                let mut streams = tens_streams(p);
+                let first = streams.iter_mut().find(|(_, s)| s.first() == Some(&4));
+                first.expect("no mode 4 table").1.pop();
+                *p = write_tens(&streams);
+            }),
+            false,
+        ),
+        (
+            "format 6.0",
+            {
+                let mut b = bytes.clone();
+                b[8..10].copy_from_slice(&6u16.to_le_bytes());
+                b
+            },
             false,
         ),
     ];

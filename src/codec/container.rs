@@ -11,9 +11,13 @@ pub const MAGIC: [u8; 8] = [0x89, b'M', b'I', b'N', b'R', 0x0D, 0x0A, 0x1A];
 
 /// Newest format version this code reads and writes: (major, minor). Each file is written
 /// with the oldest version that holds it — 1.0 for the field alone, 2.0 with a residual
-/// layer, 3.0 with a temporal mean, 4.0 with a transform stream in the residual layer — so
-/// older readers keep reading what they can.
-pub const VERSION: (u16, u16) = (4, 0);
+/// layer, 3.0 with a temporal mean, 4.0 with a transform stream in the residual layer, 5.0
+/// with a context-coded grid table — so older readers keep reading what they can.
+pub const VERSION: (u16, u16) = VERSION_5;
+/// The version that added context-coded grid tables (symbol-stream mode 4).
+pub const VERSION_5: (u16, u16) = (5, 0);
+/// The version that added transform streams in the residual layer.
+pub const VERSION_4: (u16, u16) = (4, 0);
 /// The version that added the temporal mean (`MEAN`).
 pub const VERSION_3: (u16, u16) = (3, 0);
 /// The version that added the residual layer (`RESI`).
@@ -506,13 +510,13 @@ mod tests {
 
     #[test]
     fn version_rules() {
-        let newer_major = raw_file((5, 0), &[(b"HEAD", b"x")]);
+        let newer_major = raw_file((6, 0), &[(b"HEAD", b"x")]);
         let e = Container::parse(&newer_major).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "written with format 5.0; this medinr reads format 4.x — upgrade medinr"
+            "written with format 6.0; this medinr reads format 5.x — upgrade medinr"
         );
-        for major in 1..=4 {
+        for major in 1..=5 {
             let known = raw_file((major, 0), &[(b"HEAD", b"x")]);
             assert_eq!(Container::parse(&known).unwrap().version, (major, 0));
         }

@@ -24,6 +24,10 @@ pub const MODE_CONSTANT: u8 = 1;
 pub const MODE_RAW: u8 = 2;
 /// Stream mode byte: stored probability table plus ANS words.
 pub const MODE_ANS: u8 = 3;
+/// Stream mode byte of a grid table coded with context (`codec::grid`, format 5.0). Only
+/// tables may use it: [`decode_symbols`] refuses it as an unknown mode, and table readers
+/// go through `codec::grid::decode_table`.
+pub const MODE_CONTEXT: u8 = 4;
 
 /// Precision (bits) of the probabilities the ANS coder works with.
 pub const ANS_PRECISION: u32 = 24;

@@ -5,6 +5,7 @@
 pub mod bytes;
 pub mod container;
 pub mod entropy;
+pub mod grid;
 
 pub use container::FormatError;
 pub mod payload;

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::codec::bytes::{ByteReader, ByteWriter};
 use crate::codec::container::{Container, FormatError};
 use crate::codec::entropy::{decode_symbols, encode_symbols};
+use crate::codec::grid::{decode_table, encode_table, is_context_coded};
 use crate::model::config::{FieldConfig, MAX_DIMS, MAX_LEVELS};
 use crate::model::tensor_specs;
 
@@ -64,6 +65,10 @@ pub struct MinrFile {
     /// The `MEAN` section's bytes (`crate::decoder::mean`), if the series' temporal mean is
     /// held apart from the field (format 3.0).
     pub mean: Option<Vec<u8>>,
+    /// Whether the writer may context-code grid tables (symbol-stream mode 4, format 5.0)
+    /// where that is shorter; `false` keeps every table in the usual streams (the encoder's
+    /// `rate.context_tables`). Parsed files say `true`.
+    pub context_tables: bool,
 }
 
 impl Head {
@@ -166,22 +171,25 @@ impl Head {
 impl MinrFile {
     /// Serialises the file.
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        use crate::codec::container::{VERSION_1, VERSION_2, VERSION_3};
+        use crate::codec::container::{VERSION_1, VERSION_2, VERSION_3, VERSION_4, VERSION_5};
         let mut c = Container::new();
+        let (tens, context_coded) =
+            write_tensors(&self.tensors, &self.head.field, self.context_tables);
         // The oldest version that holds what the file has, so older readers keep reading it.
         let transform = self
             .residual
             .as_deref()
             .is_some_and(crate::residual::is_transform_stream);
         c.version = match (&self.mean, &self.residual) {
-            _ if transform => c.version,
+            _ if context_coded => VERSION_5,
+            _ if transform => VERSION_4,
             (Some(_), _) => VERSION_3,
             (None, Some(_)) => VERSION_2,
             (None, None) => VERSION_1,
         };
         c.push(HEAD, self.head.write())?;
         c.push(NIFT, zlib(&self.nifti_header))?;
-        c.push(TENS, write_tensors(&self.tensors))?;
+        c.push(TENS, tens)?;
         if let Some(mean) = &self.mean {
             c.push(MEAN, mean.clone())?;
         }
@@ -246,6 +254,16 @@ impl MinrFile {
         let head = Head::read(c.require(HEAD)?)?;
         let nifti_header = unzlib(c.require(NIFT)?)?;
         let tens = c.require(TENS)?;
+        if c.version.0 < 5 && tables_context_coded(tens, &head.field)? {
+            return Err(FormatError::Invalid {
+                what: "section TENS",
+                context: "file".into(),
+                detail: format!(
+                    "a context-coded table (stream mode 4) needs format 5.0, the file says {}.{}",
+                    c.version.0, c.version.1
+                ),
+            });
+        }
         let tensors = if with_tensors {
             read_tensors(tens, &head.field)?
         } else {
@@ -275,6 +293,7 @@ impl MinrFile {
             meta,
             residual,
             mean,
+            context_tables: true,
         };
         let tens = match c.sections.iter_mut().find(|s| s.tag == TENS) {
             Some(section) if !with_tensors => std::mem::take(&mut section.payload),
@@ -323,19 +342,56 @@ pub fn overhead(
         meta: meta.map(str::to_string),
         residual: None,
         mean: mean.map(<[u8]>::to_vec),
+        context_tables: false,
     };
     // An empty TENS payload is one byte (count 0); the real one is sized separately.
     probe.to_bytes().map(|b| b.len() - 1).unwrap_or(0)
 }
 
-fn write_tensors(tensors: &[QuantTensor]) -> Vec<u8> {
+/// The TENS payload of `tensors` (file order) for a field of `config`, and whether a table
+/// was context-coded (mode 4, format 5.0). With `context`, tables take the shorter of mode
+/// 4 and the usual stream; the MLP's matrices always the usual one. The streams are coded
+/// in parallel.
+fn write_tensors(tensors: &[QuantTensor], config: &FieldConfig, context: bool) -> (Vec<u8>, bool) {
+    let specs = tensor_specs(config);
+    let streams: Vec<Vec<u8>> = tensors
+        .par_iter()
+        .enumerate()
+        .map(|(i, t)| match specs.get(i).and_then(|s| s.table) {
+            Some(table) if context && table.symbols() == t.symbols.len() => {
+                encode_table(&t.symbols, &table)
+            }
+            _ => encode_symbols(&t.symbols),
+        })
+        .collect();
     let mut w = ByteWriter::new();
     w.put_varint(tensors.len() as u64);
-    for t in tensors {
+    for (t, stream) in tensors.iter().zip(&streams) {
         w.put_f32(t.step);
-        w.put_len_bytes(&encode_symbols(&t.symbols));
+        w.put_len_bytes(stream);
     }
-    w.into_vec()
+    let context = streams.iter().any(|s| is_context_coded(s));
+    (w.into_vec(), context)
+}
+
+/// Whether a TENS payload holds a context-coded table: its framing walked, each grid
+/// table's first byte read (the streams are not decoded). A payload whose framing is broken
+/// says no here; reading it fails later with the reason.
+fn tables_context_coded(bytes: &[u8], field: &FieldConfig) -> Result<bool, FormatError> {
+    let specs = tensor_specs(field);
+    let mut r = ByteReader::new(bytes, "section TENS");
+    let Ok(count) = r.get_count("tensor count", 5) else {
+        return Ok(false);
+    };
+    for spec in specs.iter().take(count) {
+        let (Ok(_), Ok(stream)) = (r.get_f32("step"), r.get_len_bytes("tensor stream")) else {
+            return Ok(false);
+        };
+        if spec.table.is_some() && is_context_coded(stream) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Dequantizes tensors in place (`symbol · step`, file order).
@@ -374,7 +430,7 @@ fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, F
             if !(step.is_finite() && step > 0.0) {
                 return Err(r.invalid("step", format!("{} has step {step}", spec.name())));
             }
-            Ok((step, r.get_len_bytes("tensor stream")?, spec.len))
+            Ok((step, r.get_len_bytes("tensor stream")?, spec))
         });
         match frame {
             Ok(frame) => frames.push(frame),
@@ -386,11 +442,13 @@ fn read_tensors(bytes: &[u8], field: &FieldConfig) -> Result<Vec<QuantTensor>, F
     }
     let decoded: Vec<Result<QuantTensor, FormatError>> = frames
         .into_par_iter()
-        .map(|(step, blob, len)| {
-            Ok(QuantTensor {
-                step,
-                symbols: decode_symbols(blob, len)?,
-            })
+        .map(|(step, blob, spec)| {
+            // Mode 4 is allowed here: the file's version was checked against it at parse.
+            let symbols = match &spec.table {
+                Some(table) => decode_table(blob, table, true)?,
+                None => decode_symbols(blob, spec.len)?,
+            };
+            Ok(QuantTensor { step, symbols })
         })
         .collect();
     let out = decoded.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -454,6 +512,7 @@ mod tests {
             meta: Some("{\"x\":1}".into()),
             residual: None,
             mean: None,
+            context_tables: true,
         }
     }
 
@@ -499,7 +558,7 @@ mod tests {
     fn overhead_plus_tensors_is_the_file_size() {
         let f = sample();
         let bytes = f.to_bytes().unwrap();
-        let tens = write_tensors(&f.tensors).len();
+        let tens = write_tensors(&f.tensors, &f.head.field, true).0.len();
         assert_eq!(
             overhead(&f.head, &f.nifti_header, f.meta.as_deref(), None) + tens,
             bytes.len()

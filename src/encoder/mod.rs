@@ -255,6 +255,10 @@ pub enum EncodeError {
 /// improving (the fit's learning rate has decayed long before), and it bounds a run's time.
 pub const MAX_EFFORT: f64 = 100.0;
 
+/// How many times a bounded file's field share grows (by half, or to an eighth above the
+/// smallest field) when the smallest field planned for it does not fit it.
+const BOUNDED_FIELD_RETRIES: usize = 4;
+
 /// Compresses `volume`.
 pub fn encode(
     volume: &Volume,
@@ -369,12 +373,23 @@ pub fn encode(
     let (mut file, grid_step, config) = match (target_bytes, options.target) {
         // With a bound the residual carries the fidelity: a field share below the smallest
         // possible field becomes the smallest field.
-        (Some(bytes), _) if options.bound.is_some() => match ctx.fit_to_size(bytes, progress) {
-            Err(EncodeError::TargetTooSmall { minimum, .. }) => {
-                ctx.fit_to_size(minimum + minimum / 8, progress)?
+        (Some(bytes), _) if options.bound.is_some() => {
+            // The field is sized from its share, so a larger share plans a larger field with a
+            // larger minimum: grow the share until the field fits it (a few tries at most).
+            let mut share = bytes;
+            let mut tries = 0;
+            loop {
+                match ctx.fit_to_size(share, progress) {
+                    Err(EncodeError::TargetTooSmall { minimum, .. })
+                        if tries < BOUNDED_FIELD_RETRIES =>
+                    {
+                        tries += 1;
+                        share = (minimum + minimum / 8).max(share + share / 2);
+                    }
+                    other => break other?,
+                }
             }
-            other => other?,
-        },
+        }
         (Some(bytes), _) => match ctx.fit_to_size(bytes, progress) {
             // The mean and the smallest field together are over a small target: the field
             // alone, as for a scan without a mean.
@@ -592,8 +607,14 @@ impl Fit<'_> {
         let device = self.options.device.candle()?;
         let field = Field::init(&config, self.options.seed, &device)?;
         let plan = self.plan();
-        // A retry (another fit) brings its own fine-tune: extend the job's total.
-        let needed = self.steps + plan.steps + self.fine_tune_plan().steps;
+        // A retry (another fit) brings its own fine-tune (two for a size target with the rate
+        // term): extend the job's total.
+        let fine_tunes = match self.options.target {
+            RateTarget::Psnr(_) => 1,
+            _ if self.settings.fine_tune.rate_term => 2,
+            _ => 1,
+        };
+        let needed = self.steps + plan.steps + fine_tunes * self.fine_tune_plan().steps;
         if needed > self.planned_steps {
             self.planned_steps = needed;
             progress.total(needed);
@@ -602,18 +623,21 @@ impl Fit<'_> {
         let mut sampler = Sampler::new(self.targets, self.shape, config.dims, self.options.seed)
             .with_foreground(self.foreground, self.settings.series.foreground_share);
         let t = Instant::now();
-        trainer.run(&field, &mut sampler, &plan, None, progress)?;
+        trainer.run(&field, &mut sampler, &plan, None, None, progress)?;
         self.fit_seconds += t.elapsed().as_secs_f64();
         self.steps += plan.steps;
         Ok(field)
     }
 
     /// Quantization-aware fine-tuning at the given steps: a short run at a low learning rate
-    /// with rounding in the forward pass, so the weights settle where quantization puts them.
+    /// with rounding in the forward pass, so the weights settle where quantization puts them;
+    /// with `rate` (per-entry weights of the grid's rate term, `rate::rate_weights`) the loss
+    /// also prices the bits of the grid's symbols.
     fn fine_tune(
         &mut self,
         field: &Field,
         steps: &[f32],
+        rate: Option<&candle_core::Tensor>,
         progress: &mut dyn Progress,
     ) -> Result<(), EncodeError> {
         let plan = self.fine_tune_plan();
@@ -627,7 +651,7 @@ impl Fit<'_> {
         )
         .with_foreground(self.foreground, self.settings.series.foreground_share);
         let start = Instant::now();
-        trainer.run(field, &mut sampler, &plan, Some(&q), progress)?;
+        trainer.run(field, &mut sampler, &plan, Some(&q), rate, progress)?;
         self.fit_seconds += start.elapsed().as_secs_f64();
         self.steps += plan.steps;
         Ok(())
@@ -659,6 +683,7 @@ impl Fit<'_> {
             meta: Some(self.meta.to_string()),
             residual: None,
             mean: self.mean_section().map(<[u8]>::to_vec),
+            context_tables: self.settings.rate.context_tables,
         }
     }
 
@@ -689,13 +714,26 @@ impl Fit<'_> {
         }
     }
 
+    /// The tensors of `config` as rate control sizes them: tables keep their shape, and so
+    /// are sized as the writer codes them (context-coded where that is shorter), unless
+    /// `rate.context_tables` is off.
+    fn coded_specs(&self, config: &FieldConfig) -> Vec<crate::model::TensorSpec> {
+        let mut specs = crate::model::tensor_specs(config);
+        if !self.settings.rate.context_tables {
+            for s in &mut specs {
+                s.table = None;
+            }
+        }
+        specs
+    }
+
     /// `file`'s field requantized to about the smallest file its architecture allows (the
     /// coarsest grid step that is still above the all-zero minimum by an eighth), with no
     /// refit: a coarse preview of the scan at almost no cost.
     fn smallest(&self, file: &MinrFile) -> Result<MinrFile, EncodeError> {
         use steps::{minimum_size, search_grid_step, steps_for, StepPlan};
         let config = &file.head.field;
-        let specs = crate::model::tensor_specs(config);
+        let specs = self.coded_specs(config);
         let tensors = file.dequantized();
         let plan = StepPlan {
             level_scales: vec![1.0; config.levels()],

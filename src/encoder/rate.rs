@@ -7,7 +7,8 @@ use super::probe::ProbeSet;
 use super::steps::{minimum_size, search_grid_step, steps_for, tensors_size, StepPlan};
 use super::{EncodeError, Fit, Phase, Progress, Silent};
 use crate::codec::payload::MinrFile;
-use crate::model::{tensor_specs, FieldConfig};
+use crate::model::FieldConfig;
+use crate::train::Field;
 
 impl Fit<'_> {
     /// Fit, then make the file `target` bytes (within 3 %, never above).
@@ -25,7 +26,7 @@ impl Fit<'_> {
         let field = self.fit(parameters, progress)?;
         progress.phase(Phase::Quantize, 0);
         let config = field.config().clone();
-        let specs = tensor_specs(&config);
+        let specs = self.coded_specs(&config);
         let fixed = self.fixed_bytes(&config);
         let search = |tensors: &[Vec<f32>], plan: &StepPlan| {
             search_grid_step(
@@ -73,10 +74,25 @@ impl Fit<'_> {
                 minimum: fixed,
             }));
         };
-        let steps = steps_for(&specs, &tensors, grid_step, &plan);
-        self.fine_tune(&field, &steps, progress)?;
+        let mut steps = steps_for(&specs, &tensors, grid_step, &plan);
+        let mut grid_step = grid_step;
+        // The rate term: a fine-tune that prices the grid's bits at the rate–distortion slope
+        // of this operating point leaves fewer and smaller symbols, so the step search can
+        // then afford a finer step for the same size.
+        if settings.fine_tune.rate_term {
+            let price =
+                self.rate_price(&config, &tensors, &specs, &plan, grid_step, fixed, &probe)?;
+            if let Some(price) = price {
+                let weights = rate_weights(&field, &tensors, &steps, price / self.voxels() as f64)?;
+                self.fine_tune(&field, &steps, Some(&weights), progress)?;
+                let tuned = field.tensors()?;
+                grid_step = search(&tuned, &plan)?.grid_step;
+                steps = steps_for(&specs, &tuned, grid_step, &plan);
+            }
+        }
+        self.fine_tune(&field, &steps, None, progress)?;
         let tuned = field.tensors()?;
-        let size = fixed + tensors_size(&tuned, &steps);
+        let size = fixed + tensors_size(&specs, &tuned, &steps);
         // Fine-tuning moves the weights a little; keep its steps unless the size drifted.
         let (steps, grid_step) = if size <= target && size as f64 >= rate.size_floor * target as f64
         {
@@ -89,6 +105,43 @@ impl Fit<'_> {
             )
         };
         Ok((self.assemble(&config, &tuned, &steps), grid_step, config))
+    }
+
+    /// The price of a bit at this operating point: how much the mean squared error (on the
+    /// normalised values the fit sees) grows per bit per voxel saved, measured by quantizing
+    /// the field at `grid_step` and at a coarser step (`RateSettings::slope_step_ratio`) on
+    /// the probe voxels and sizing both files; times `FineTuneSettings::rate_price_factor`.
+    /// `None` when the coarser step saves nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn rate_price(
+        &self,
+        config: &FieldConfig,
+        tensors: &[Vec<f32>],
+        specs: &[crate::model::TensorSpec],
+        plan: &StepPlan,
+        grid_step: f32,
+        fixed: usize,
+        probe: &ProbeSet,
+    ) -> Result<Option<f64>, EncodeError> {
+        let ratio = self.settings.fine_tune.slope_step_ratio as f32;
+        let point = |step: f32| -> Result<(f64, f64), EncodeError> {
+            let steps = steps_for(specs, tensors, step, plan);
+            let psnr = self.probe_psnr(config, tensors, Some(&steps), probe)?;
+            let bits = (fixed + tensors_size(specs, tensors, &steps)) as f64 * 8.0;
+            // The fit's loss is on values normalised by the stored range, as PSNR is.
+            Ok((10f64.powf(-psnr / 10.0), bits / self.voxels() as f64))
+        };
+        let (mse_fine, bpv_fine) = point(grid_step)?;
+        let (mse_coarse, bpv_coarse) = point(grid_step * ratio)?;
+        let saved = bpv_fine - bpv_coarse;
+        // No slope where the coarser step saves nothing or costs no error (or a NaN).
+        let slope_exists = saved > 0.0 && mse_coarse >= mse_fine;
+        if !slope_exists {
+            return Ok(None);
+        }
+        Ok(Some(
+            (mse_coarse - mse_fine) / saved * self.settings.fine_tune.rate_price_factor,
+        ))
     }
 
     /// Fit, then use the coarsest step that still meets `psnr` on the whole scan; enlarge the
@@ -107,7 +160,7 @@ impl Fit<'_> {
             let field = self.fit(parameters, progress)?;
             progress.phase(Phase::Quantize, 0);
             let config = field.config().clone();
-            let specs = tensor_specs(&config);
+            let specs = self.coded_specs(&config);
             let tensors = field.tensors()?;
             let probe = ProbeSet::new(self.shape, rate.probe_voxels, self.options.seed);
             let plan = StepPlan {
@@ -135,7 +188,7 @@ impl Fit<'_> {
                 }
             }
             let steps = steps_for(&specs, &tensors, lo, &plan);
-            self.fine_tune(&field, &steps, progress)?;
+            self.fine_tune(&field, &steps, None, progress)?;
             let tuned = field.tensors()?;
             // Confirm on every voxel; tighten the step until the whole scan meets the target.
             let mut step = lo;
@@ -154,3 +207,30 @@ impl Fit<'_> {
         Err(EncodeError::PsnrUnreachable { asked: psnr, best })
     }
 }
+
+/// The rate term's weight for every table entry (`[entries, 1]`, the trainer's layout):
+/// a Laplace model of level `l`'s symbols `u = θ / Δ_l`, with scale `b_l` their mean
+/// magnitude (at least [`MIN_LAPLACE_SCALE`]), charges `|u| / (b_l · ln 2)` bits for an
+/// entry, so the weight of each of its features' magnitudes is
+/// `price_per_voxel / (Δ_l · b_l · ln 2)`.
+fn rate_weights(
+    field: &Field,
+    tensors: &[Vec<f32>],
+    steps: &[f32],
+    price_per_voxel: f64,
+) -> Result<candle_core::Tensor, EncodeError> {
+    let layout = field.layout();
+    let mut rows = Vec::with_capacity(layout.entries);
+    for ((lv, t), &step) in layout.levels.iter().zip(tensors).zip(steps) {
+        let mean = t.iter().map(|v| (v / step).abs() as f64).sum::<f64>() / t.len().max(1) as f64;
+        let b = mean.max(MIN_LAPLACE_SCALE);
+        let w = price_per_voxel / (step as f64 * b * std::f64::consts::LN_2);
+        rows.extend(std::iter::repeat_n(w as f32, lv.size as usize));
+    }
+    candle_core::Tensor::from_vec(rows, (layout.entries, 1), field.device())
+        .map_err(|e| EncodeError::Training(e.into()))
+}
+
+/// Smallest Laplace scale (in quantizer steps) the rate term assumes for a level, so that a
+/// level whose symbols are nearly all zero is not priced without bound.
+const MIN_LAPLACE_SCALE: f64 = 0.25;

@@ -8,7 +8,10 @@
 //! step relative to its RMS, since the MLP is small and errors there affect every voxel.
 
 use crate::codec::bytes::varint_len;
+use rayon::prelude::*;
+
 use crate::codec::entropy::encoded_len;
+use crate::codec::grid::encode_table;
 use crate::codec::quantize::quantize;
 use crate::model::{TensorKind, TensorSpec};
 
@@ -69,14 +72,25 @@ pub fn steps_for(
         .collect()
 }
 
-/// Bytes the TENS payload takes for these tensors and steps.
-pub fn tensors_size(tensors: &[Vec<f32>], steps: &[f32]) -> usize {
-    let mut total = varint_len(tensors.len() as u64);
-    for (t, &s) in tensors.iter().zip(steps) {
-        let n = encoded_len(&quantize(t, s));
-        total += 4 + varint_len(n as u64) + n;
-    }
-    total
+/// Bytes the TENS payload takes for these tensors and steps: a tensor whose spec has a
+/// table shape is a table that takes the shorter of its context-coded and usual stream, as
+/// the file will have it (specs without shapes size the usual streams alone). Tensors are
+/// sized in parallel.
+pub fn tensors_size(specs: &[TensorSpec], tensors: &[Vec<f32>], steps: &[f32]) -> usize {
+    let streams: usize = tensors
+        .par_iter()
+        .zip(steps)
+        .enumerate()
+        .map(|(i, (t, &s))| {
+            let symbols = quantize(t, s);
+            let n = match specs.get(i).and_then(|spec| spec.table) {
+                Some(table) => encode_table(&symbols, &table).len(),
+                None => encoded_len(&symbols),
+            };
+            4 + varint_len(n as u64) + n
+        })
+        .sum();
+    varint_len(tensors.len() as u64) + streams
 }
 
 /// Bytes of the smallest file these tensors can make under `plan`: every grid symbol zero
@@ -87,7 +101,7 @@ pub fn minimum_size(
     plan: &StepPlan,
     overhead: usize,
 ) -> usize {
-    overhead + tensors_size(tensors, &steps_for(specs, tensors, f32::MAX, plan))
+    overhead + tensors_size(specs, tensors, &steps_for(specs, tensors, f32::MAX, plan))
 }
 
 /// The outcome of a step search.
@@ -112,7 +126,8 @@ pub fn search_grid_step(
     overhead: usize,
     iterations: usize,
 ) -> Option<StepSearch> {
-    let size = |step: f32| overhead + tensors_size(tensors, &steps_for(specs, tensors, step, plan));
+    let size =
+        |step: f32| overhead + tensors_size(specs, tensors, &steps_for(specs, tensors, step, plan));
     let min_scale = plan
         .level_scales
         .iter()
@@ -164,14 +179,17 @@ mod tests {
             TensorSpec {
                 kind: TensorKind::Grid(0),
                 len: 5000,
+                table: None,
             },
             TensorSpec {
                 kind: TensorKind::Grid(1),
                 len: 20000,
+                table: None,
             },
             TensorSpec {
                 kind: TensorKind::Weight(0),
                 len: 64,
+                table: None,
             },
         ]
     }

@@ -219,6 +219,7 @@ impl Fit<'_> {
             meta: None,
             residual: None,
             mean: None,
+            context_tables: false,
         }
     }
 

@@ -12,7 +12,7 @@ pub use config::{ConfigError, FieldConfig, Preset};
 pub use hashgrid::GridLayout;
 #[cfg(feature = "train")]
 pub use tensors::TensorSpec;
-pub use tensors::{check_tensors, tensor_specs, TensorKind};
+pub use tensors::{check_tensors, tensor_specs, TableShape, TensorKind};
 
 /// Why a set of parameters does not describe a field.
 #[derive(Debug, thiserror::Error)]

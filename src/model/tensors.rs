@@ -19,6 +19,43 @@ pub enum TensorKind {
 pub struct TensorSpec {
     pub kind: TensorKind,
     pub len: usize,
+    /// For a grid level's table: how its entries lie (what its context coding reads).
+    pub table: Option<TableShape>,
+}
+
+/// How a grid level's table lies: a dense grid of vertices, or a hash table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableShape {
+    /// Vertices per axis (x first; axes beyond the field's dimensions 1) of a dense level;
+    /// `None` for a hashed one.
+    pub dense: Option<[usize; 4]>,
+    /// Table entries (the dense level's vertex count, or the hash table's size).
+    pub entries: usize,
+    /// Features per entry.
+    pub features: usize,
+}
+
+impl TableShape {
+    /// The table of level `l` of `config`.
+    pub fn of_level(config: &FieldConfig, l: usize) -> TableShape {
+        let hashed = config.level_vertices(l) > config.table_size as u64;
+        TableShape {
+            dense: (!hashed).then(|| {
+                let mut v = [1usize; 4];
+                for (a, n) in v.iter_mut().enumerate().take(config.dims) {
+                    *n = config.resolutions[l][a] as usize + 1;
+                }
+                v
+            }),
+            entries: config.level_entries(l) as usize,
+            features: config.features,
+        }
+    }
+
+    /// Symbols of the table.
+    pub fn symbols(&self) -> usize {
+        self.entries * self.features
+    }
 }
 
 impl TensorSpec {
@@ -35,15 +72,20 @@ impl TensorSpec {
 /// weight matrix.
 pub fn tensor_specs(config: &FieldConfig) -> Vec<TensorSpec> {
     let mut specs: Vec<TensorSpec> = (0..config.levels())
-        .map(|l| TensorSpec {
-            kind: TensorKind::Grid(l),
-            len: config.level_entries(l) as usize * config.features,
+        .map(|l| {
+            let table = TableShape::of_level(config, l);
+            TensorSpec {
+                kind: TensorKind::Grid(l),
+                len: table.symbols(),
+                table: Some(table),
+            }
         })
         .collect();
     for (k, (outputs, inputs)) in config.mlp_layers().into_iter().enumerate() {
         specs.push(TensorSpec {
             kind: TensorKind::Weight(k),
             len: outputs * inputs,
+            table: None,
         });
     }
     specs

@@ -27,12 +27,12 @@
 //! Candle-free by design: the prediction comes in as plain stored values.
 
 mod domain;
-mod engine;
+pub(crate) mod engine;
 mod error;
-mod rangecoder;
+pub(crate) mod rangecoder;
 mod stream;
 mod subband;
-mod symbol;
+pub(crate) mod symbol;
 mod transform;
 mod wavelet;
 

@@ -90,6 +90,11 @@ impl Field {
         vec![self.table.clone()]
     }
 
+    /// The grid's flat table (`[entries, features]`, levels one after another).
+    pub fn grid_table(&self) -> &Tensor {
+        self.table.as_tensor()
+    }
+
     /// Parameters of the MLP.
     pub fn mlp_vars(&self) -> Vec<Var> {
         self.weights.clone()

@@ -111,14 +111,18 @@ impl Trainer {
         })
     }
 
-    /// Runs `plan.steps` optimiser steps, optionally with fake quantization in the loop;
-    /// returns the mean loss of the last tenth of the steps.
+    /// Runs `plan.steps` optimiser steps, optionally with fake quantization in the loop and
+    /// a rate term on the grid (`rate`: one weight per table entry, `[entries, 1]`, so the
+    /// loss gains `Σ weight_e · Σ_f |table[e, f]|`, the bits a Laplace model of each level's
+    /// symbols charges, per voxel, times the rate's price); returns the mean loss of the last
+    /// tenth of the steps.
     pub fn run(
         &mut self,
         field: &Field,
         sampler: &mut Sampler,
         plan: &RunPlan,
         quant: Option<&QuantSteps>,
+        rate: Option<&Tensor>,
         progress: &mut dyn Progress,
     ) -> Result<f64, TrainError> {
         let settings = plan;
@@ -146,7 +150,11 @@ impl Trainer {
                 Some(q) => field.forward_quantized(&x, q)?,
                 None => field.forward(&x)?,
             };
-            let loss = (pred - y)?.sqr()?.mean_all()?;
+            let mut loss = (pred - y)?.sqr()?.mean_all()?;
+            if let Some(w) = rate {
+                let bits = field.grid_table().abs()?.broadcast_mul(w)?.sum_all()?;
+                loss = (loss + bits)?;
+            }
             let grads = loss.backward()?;
             self.grid_opt.step(&grads)?;
             self.mlp_opt.step(&grads)?;
