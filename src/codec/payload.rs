@@ -255,14 +255,12 @@ impl MinrFile {
         let nifti_header = unzlib(c.require(NIFT)?)?;
         let tens = c.require(TENS)?;
         if c.version.0 < 5 && tables_context_coded(tens, &head.field)? {
-            return Err(FormatError::Invalid {
-                what: "section TENS",
-                context: "file".into(),
-                detail: format!(
-                    "a context-coded table (stream mode 4) needs format 5.0, the file says {}.{}",
-                    c.version.0, c.version.1
-                ),
-            });
+            return Err(too_old(
+                &c,
+                "section TENS",
+                "a context-coded table (stream mode 4)",
+                5,
+            ));
         }
         let tensors = if with_tensors {
             read_tensors(tens, &head.field)?
@@ -276,14 +274,7 @@ impl MinrFile {
         let mean = section_of_version(&c, (MEAN, "section MEAN"), 3, "a temporal mean")?;
         if let Some(r) = residual.as_deref() {
             if crate::residual::is_transform_stream(r) && c.version.0 < 4 {
-                return Err(FormatError::Invalid {
-                    what: "section RESI",
-                    context: "file".into(),
-                    detail: format!(
-                        "a transform stream needs format 4.0, the file says {}.{}",
-                        c.version.0, c.version.1
-                    ),
-                });
+                return Err(too_old(&c, "section RESI", "a transform stream", 4));
             }
         }
         let file = MinrFile {
@@ -300,6 +291,18 @@ impl MinrFile {
             _ => Vec::new(),
         };
         Ok((file, tens))
+    }
+}
+
+/// The refusal of a part (`what`, in `section`) that needs format `major`.0 in an older file.
+fn too_old(c: &Container, section: &'static str, what: &str, major: u16) -> FormatError {
+    FormatError::Invalid {
+        what: section,
+        context: "file".into(),
+        detail: format!(
+            "{what} needs format {major}.0, the file says {}.{}",
+            c.version.0, c.version.1
+        ),
     }
 }
 
