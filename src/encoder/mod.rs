@@ -366,8 +366,8 @@ pub fn encode(
         unquantized_psnr: f64::NAN,
         guarantee: None,
     };
-    // One fit and one fine-tune, unless a retry adds more (then `fit` raises the total).
-    ctx.planned_steps = ctx.plan().steps + ctx.fine_tune_plan().steps;
+    // One fit and its fine-tunes, unless a retry adds more (then `fit` raises the total).
+    ctx.planned_steps = ctx.fit_steps();
     progress.total(ctx.planned_steps);
 
     let (mut file, grid_step, config) = match (target_bytes, options.target) {
@@ -607,14 +607,8 @@ impl Fit<'_> {
         let device = self.options.device.candle()?;
         let field = Field::init(&config, self.options.seed, &device)?;
         let plan = self.plan();
-        // A retry (another fit) brings its own fine-tune (two for a size target with the rate
-        // term): extend the job's total.
-        let fine_tunes = match self.options.target {
-            RateTarget::Psnr(_) => 1,
-            _ if self.settings.fine_tune.rate_term => 2,
-            _ => 1,
-        };
-        let needed = self.steps + plan.steps + fine_tunes * self.fine_tune_plan().steps;
+        // A retry (another fit) brings its own fine-tunes: extend the job's total.
+        let needed = self.steps + self.fit_steps();
         if needed > self.planned_steps {
             self.planned_steps = needed;
             progress.total(needed);
@@ -627,6 +621,17 @@ impl Fit<'_> {
         self.fit_seconds += t.elapsed().as_secs_f64();
         self.steps += plan.steps;
         Ok(field)
+    }
+
+    /// Optimiser steps of one fit and its fine-tunes: two for a size target with the rate
+    /// term (the rate-term run, then the usual one), else one.
+    fn fit_steps(&self) -> usize {
+        let fine_tunes = match self.options.target {
+            RateTarget::Psnr(_) => 1,
+            _ if self.settings.fine_tune.rate_term => 2,
+            _ => 1,
+        };
+        self.plan().steps + fine_tunes * self.fine_tune_plan().steps
     }
 
     /// Quantization-aware fine-tuning at the given steps: a short run at a low learning rate
