@@ -318,14 +318,7 @@ fn section_of_version(
         return Ok(None);
     };
     if c.version.0 < major {
-        return Err(FormatError::Invalid {
-            what: name,
-            context: "file".into(),
-            detail: format!(
-                "{what} needs format {major}.0, the file says {}.{}",
-                c.version.0, c.version.1
-            ),
-        });
+        return Err(too_old(c, name, what, major));
     }
     Ok(Some(payload.to_vec()))
 }
